@@ -1,0 +1,15 @@
+"""keras_bilevel: binary-weight networks in Keras trained with AdaSTE.
+
+Importing the package puts TensorFlow in Keras 2 mode (Larq needs it); import it before
+anything touches `tf.keras`.
+"""
+
+from keras_bilevel import _keras2
+
+_keras2.ensure_keras2()
+
+from keras_bilevel import callbacks, data, math, models, quantizers  # noqa: E402
+from keras_bilevel.quantizers import AdaSTE  # noqa: E402
+
+__all__ = ["AdaSTE", "callbacks", "data", "math", "models", "quantizers"]
+__version__ = "0.1.0"

@@ -1,0 +1,155 @@
+"""Keras callbacks for AdaSTE training: the mu schedule and the binarization gap.
+
+They find every AdaSTE quantizer in a model (nested models and layers included) and act
+on it once per epoch; they must not hold any training state of their own that a resumed
+run would need (the schedule is a function of the epoch index).
+"""
+
+import logging
+
+import numpy as np
+import tensorflow as tf
+
+from keras_bilevel import math as ada_math
+from keras_bilevel.quantizers import AdaSTE
+
+__all__ = ["AnnealMu", "BinarizationGap", "adaste_quantizers", "adaste_variables"]
+
+log = logging.getLogger(__name__)
+
+
+def adaste_variables(model):
+    """Pairs `(quantizer, latent_variable)` for every weight quantized by AdaSTE, in the
+    order of `model.weights`."""
+    pairs = {}
+    for variable in model.weights:
+        quantizer = getattr(variable, "quantizer", None)
+        if isinstance(quantizer, AdaSTE):
+            latent = variable.latent_variable
+            pairs.setdefault(id(latent), (quantizer, latent))
+    return list(pairs.values())
+
+
+def adaste_quantizers(model):
+    """Every distinct AdaSTE quantizer inside `model` (nested models and layers too):
+    those of quantized weights in weight order, then any others."""
+    found = {id(q): q for q, _ in adaste_variables(model)}
+    for module in model.submodules:
+        if isinstance(module, AdaSTE):
+            found.setdefault(id(module), module)
+    return list(found.values())
+
+
+@tf.keras.utils.register_keras_serializable(package="keras_bilevel")
+class AnnealMu(tf.keras.callbacks.Callback):
+    r"""Raises AdaSTE's relaxation parameter at the start of every epoch.
+
+    At the start of epoch \\(e\\) (0-based), for every AdaSTE quantizer of the model:
+    \\[ \mu_e = \min(\mu_0 \cdot \text{rate}^{e+1}, \mu_{\max}) \\]
+    which is `mu <- min(mu * rate, max_mu)` applied once per epoch, computed from the
+    epoch index and the quantizer's initial `mu` (\\(\mu_0\\)), so that a resumed run
+    (`BackupAndRestore`, or `load_model` + `fit(initial_epoch=...)`) continues the
+    schedule exactly. `max_mu` defaults to each quantizer's `1 / alpha`, where the
+    relaxation becomes an exact binariser.
+
+    The current mu is written to the epoch logs as `mu` (the first quantizer's value),
+    so History, CSVLogger and TensorBoard record it: list AnnealMu before them.
+
+    !!! example
+        ```python
+        model.fit(x, y, epochs=10, callbacks=[keras_bilevel.callbacks.AnnealMu(1.05)])
+        ```
+
+    # Arguments
+        rate: factor applied per epoch (> 0).
+        max_mu: cap on mu (> 0), or None for 1 / alpha.
+    """
+
+    def __init__(self, rate=1.05, max_mu=None):
+        super().__init__()
+        if not rate > 0:
+            raise ValueError(f"AnnealMu: `rate` must be > 0, got {rate!r}.")
+        if max_mu is not None and not max_mu > 0:
+            raise ValueError(f"AnnealMu: `max_mu` must be > 0 or None, got {max_mu!r}.")
+        self.rate = float(rate)
+        self.max_mu = None if max_mu is None else float(max_mu)
+
+    def mu_at_epoch(self, quantizer, epoch):
+        """The mu that `quantizer` trains with during epoch `epoch` (0-based)."""
+        cap = quantizer.max_mu if self.max_mu is None else self.max_mu
+        return min(quantizer.initial_mu * self.rate ** (epoch + 1), cap)
+
+    def on_train_begin(self, logs=None):
+        self._quantizers = adaste_quantizers(self.model)
+        if not self._quantizers:
+            log.warning("AnnealMu: the model has no AdaSTE quantizer; nothing to anneal.")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for quantizer in self._quantizers:
+            quantizer.mu.assign(self.mu_at_epoch(quantizer, epoch))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and self._quantizers:
+            logs["mu"] = float(self._quantizers[0].mu.numpy())
+
+    def get_config(self):
+        return {"rate": self.rate, "max_mu": self.max_mu}
+
+
+@tf.keras.utils.register_keras_serializable(package="keras_bilevel")
+class BinarizationGap(tf.keras.callbacks.Callback):
+    r"""Logs how far the trained network is from the binary network, once per epoch.
+
+    \\[ \text{binarization\_gap} = \operatorname{mean} |q_{\text{train}}(\theta) - \mathrm{sgn}(\theta)| \\]
+    over all AdaSTE-quantized latent weights, where \\(q_{\text{train}}\\) is the
+    forward pass used in training (w*(theta; mu) with `relaxed_forward=True`, else the
+    sign, whose gap is 0). A large gap means the network being fitted is not the binary
+    network evaluated at inference; a warning is logged once when it exceeds `warn_above`.
+
+    !!! example
+        ```python
+        model.fit(x, y, callbacks=[keras_bilevel.callbacks.BinarizationGap()])
+        history.history["binarization_gap"]
+        ```
+
+    # Arguments
+        warn_above: gap above which a warning is logged (>= 0), or None for never.
+    """
+
+    def __init__(self, warn_above=0.1):
+        super().__init__()
+        if warn_above is not None and not warn_above >= 0:
+            raise ValueError(
+                f"BinarizationGap: `warn_above` must be >= 0 or None, got {warn_above!r}."
+            )
+        self.warn_above = warn_above
+        self._warned = False
+
+    def gap(self):
+        """The current binarization gap of the model (a Python float)."""
+        total, count = 0.0, 0
+        for quantizer, latent in adaste_variables(self.model):
+            theta = tf.convert_to_tensor(latent)
+            if quantizer.relaxed_forward:
+                w = ada_math.inner_solution(theta, quantizer.mu, quantizer.alpha)
+                total += float(tf.reduce_sum(tf.abs(w - ada_math.sign(theta))))
+            count += int(np.prod(theta.shape))
+        return total / count if count else 0.0
+
+    def on_epoch_end(self, epoch, logs=None):
+        gap = self.gap()
+        if logs is not None:
+            logs["binarization_gap"] = gap
+        if self.warn_above is not None and gap > self.warn_above and not self._warned:
+            self._warned = True
+            log.warning(
+                "binarization_gap is %.3f at epoch %d: with relaxed_forward=True and "
+                "small latent weights the network trained is not the binary network. "
+                "Initialise latent weights far from 0 (e.g. +-10) or use "
+                "relaxed_forward=False.",
+                gap,
+                epoch + 1,
+            )
+
+    def get_config(self):
+        return {"warn_above": self.warn_above}

@@ -1,0 +1,48 @@
+"""`import keras_bilevel` puts TensorFlow in Keras 2 mode, or says why it cannot."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ENV = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+ENV["TF_CPP_MIN_LOG_LEVEL"] = "3"
+
+
+def _run(code, **extra_env):
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**ENV, **extra_env}, timeout=300)
+    return result.returncode, result.stdout + result.stderr
+
+
+WORKS = """
+{before}
+import keras_bilevel, larq, tensorflow as tf
+assert tf.keras.Model.__module__.startswith("tf_keras"), tf.keras.Model.__module__
+assert "tf_keras" in larq.optimizers.Bop.__mro__[1].__module__
+from tensorflow.keras.optimizers.legacy import Optimizer
+assert Optimizer.__module__.startswith("tf_keras"), Optimizer.__module__
+print("OK")
+"""
+
+
+@pytest.mark.parametrize("before", ["", "import tensorflow as tf", "import keras",
+                                    "import numpy"])
+def test_import_selects_keras2(before):
+    code, output = _run(WORKS.format(before=before))
+    assert code == 0 and "OK" in output, output
+
+
+@pytest.mark.parametrize("before", ["import tensorflow as tf; tf.keras.layers.Dense",
+                                    "from tensorflow.keras import layers"])
+def test_keras3_already_bound_raises_a_clear_import_error(before):
+    code, output = _run(f"{before}\nimport keras_bilevel")
+    assert code != 0
+    assert "ImportError: keras_bilevel needs Keras 2" in output, output
+    assert "TF_USE_LEGACY_KERAS=1" in output and "import keras_bilevel" in output
+
+
+def test_explicit_keras3_setting_is_overridden_before_tf_keras_is_used():
+    code, output = _run(WORKS.format(before=""), TF_USE_LEGACY_KERAS="0")
+    assert code == 0 and "OK" in output, output
