@@ -8,8 +8,27 @@ from keras_bilevel import _keras2
 
 _keras2.ensure_keras2()
 
-from keras_bilevel import callbacks, data, math, models, quantizers  # noqa: E402
+from keras_bilevel import (  # noqa: E402
+    callbacks,
+    data,
+    initializers,
+    math,
+    models,
+    optimizers,
+    quantizers,
+    recipes,
+)
 from keras_bilevel.quantizers import AdaSTE  # noqa: E402
 
-__all__ = ["AdaSTE", "callbacks", "data", "math", "models", "quantizers"]
+__all__ = [
+    "AdaSTE",
+    "callbacks",
+    "data",
+    "initializers",
+    "math",
+    "models",
+    "optimizers",
+    "quantizers",
+    "recipes",
+]
 __version__ = "0.1.0"

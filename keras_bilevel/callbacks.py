@@ -13,7 +13,13 @@ import tensorflow as tf
 from keras_bilevel import math as ada_math
 from keras_bilevel.quantizers import AdaSTE
 
-__all__ = ["AnnealMu", "BinarizationGap", "adaste_quantizers", "adaste_variables"]
+__all__ = [
+    "AnnealMu",
+    "BinarizationGap",
+    "NonFiniteSteps",
+    "adaste_quantizers",
+    "adaste_variables",
+]
 
 log = logging.getLogger(__name__)
 
@@ -153,3 +159,44 @@ class BinarizationGap(tf.keras.callbacks.Callback):
 
     def get_config(self):
         return {"warn_above": self.warn_above}
+
+
+@tf.keras.utils.register_keras_serializable(package="keras_bilevel")
+class NonFiniteSteps(tf.keras.callbacks.Callback):
+    """Logs the optimizer's count of steps skipped for non-finite gradients.
+
+    Works with any optimizer that has a `skipped_steps` counter
+    (`keras_bilevel.optimizers.LatentMomentum`). At the end of every epoch the total is
+    written to the logs as `skipped_steps`, and a warning names the epoch and how many
+    of its steps were skipped.
+
+    !!! example
+        ```python
+        model.fit(x, y, callbacks=[keras_bilevel.callbacks.NonFiniteSteps()])
+        ```
+    """
+
+    def on_train_begin(self, logs=None):
+        self._seen = self._count()
+
+    def _count(self):
+        counter = getattr(self.model.optimizer, "skipped_steps", None)
+        return None if counter is None else int(counter.numpy())
+
+    def on_epoch_end(self, epoch, logs=None):
+        count = self._count()
+        if count is None:
+            return
+        if logs is not None:
+            logs["skipped_steps"] = count
+        new = count - (self._seen or 0)
+        if new:
+            log.warning(
+                "Epoch %d: %d training step(s) skipped because a gradient was NaN or "
+                "Inf (latent weights and moments left unchanged); %d in total.",
+                epoch + 1, new, count,
+            )
+        self._seen = count
+
+    def get_config(self):
+        return {}
