@@ -11,6 +11,7 @@ _keras2.ensure_keras2()
 from keras_bilevel import (  # noqa: E402
     callbacks,
     data,
+    export,
     initializers,
     math,
     models,
@@ -24,6 +25,7 @@ __all__ = [
     "AdaSTE",
     "callbacks",
     "data",
+    "export",
     "initializers",
     "math",
     "models",

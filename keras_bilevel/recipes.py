@@ -5,8 +5,9 @@ it trains nothing itself.
 """
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
+import larq
 import tensorflow as tf
 
 from keras_bilevel.callbacks import AnnealMu, BinarizationGap, NonFiniteSteps
@@ -14,7 +15,16 @@ from keras_bilevel.initializers import RandomSign
 from keras_bilevel.optimizers import LatentMomentum
 from keras_bilevel.quantizers import AdaSTE
 
-__all__ = ["Recipe", "adaste_reference"]
+__all__ = [
+    "METHODS",
+    "Recipe",
+    "adaste_recommended",
+    "adaste_reference",
+    "bop",
+    "full_precision",
+    "make",
+    "ste",
+]
 
 
 @dataclasses.dataclass
@@ -25,13 +35,14 @@ class Recipe:
     once per layer (`keras_bilevel.models` builders accept them as they are).
     """
 
-    optimizer: tf.keras.optimizers.Optimizer
+    optimizer: Any
     kernel_quantizer: Callable[[], Any]
     kernel_initializer: Callable[[], Any]
     callbacks: list
     batch_size: int
     epochs: int
     sources: dict
+    kernel_constraint: Optional[Callable[[], Any]] = None
 
 
 def adaste_reference(
@@ -68,10 +79,8 @@ def adaste_reference(
         default_optimizer: for the variables that are not binary (none in the paper's
             models, where BatchNorm has no affine parameters).
     """
-    for name, value in [("train_size", train_size), ("epochs", epochs),
-                        ("steps_per_epoch", steps_per_epoch), ("batch_size", batch_size)]:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"adaste_reference: `{name}` must be an int >= 1, got {value!r}.")
+    _check_run("adaste_reference", train_size=train_size, epochs=epochs,
+               steps_per_epoch=steps_per_epoch, batch_size=batch_size)
     gradient_scale = float(10 * train_size) ** 2
     schedule = tf.keras.optimizers.schedules.CosineDecay(
         learning_rate, decay_steps=epochs * steps_per_epoch
@@ -110,3 +119,132 @@ def adaste_reference(
         epochs=epochs,
         sources=sources,
     )
+
+
+def _check_run(recipe, **values):
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{recipe}: `{name}` must be an int >= 1, got {value!r}.")
+
+
+def _adam_cosine(learning_rate, epochs, steps_per_epoch):
+    schedule = tf.keras.optimizers.schedules.CosineDecay(
+        learning_rate, decay_steps=epochs * steps_per_epoch
+    )
+    return tf.keras.optimizers.Adam(schedule)
+
+
+def adaste_recommended(train_size, epochs, steps_per_epoch, learning_rate=1e-3,
+                       batch_size=128):
+    """The project's recommended AdaSTE configuration (what `--method adaste` runs).
+
+    AdaSTE with its default sign forward and adaptive backward, Adam with cosine decay,
+    the layers' default (Glorot) initialisation, and mu annealed by 1.05 per epoch.
+    """
+    _check_run("adaste_recommended", train_size=train_size, epochs=epochs,
+               steps_per_epoch=steps_per_epoch, batch_size=batch_size)
+    return Recipe(
+        optimizer=_adam_cosine(learning_rate, epochs, steps_per_epoch),
+        kernel_quantizer=lambda: AdaSTE(),
+        kernel_initializer=lambda: "glorot_uniform",
+        callbacks=[AnnealMu(rate=1.05), BinarizationGap()],
+        batch_size=batch_size,
+        epochs=epochs,
+        sources={
+            "kernel_quantizer": "AdaSTE() defaults: sign forward (safe with small latent "
+                                "weights, see AdaSTE's docstring), adaptive backward",
+            "optimizer": f"Adam, learning rate {learning_rate} with cosine decay over the "
+                         "run: the same optimizer as the STE baseline",
+            "kernel_initializer": "glorot_uniform: Keras' default for these layers",
+            "callbacks": "AnnealMu(1.05) as in shared/adaste-math.md section 1",
+        },
+    )
+
+
+def ste(train_size, epochs, steps_per_epoch, learning_rate=1e-3, batch_size=128):
+    """The BinaryConnect/STE baseline: Larq `ste_sign` + `weight_clip` + Adam."""
+    _check_run("ste", train_size=train_size, epochs=epochs,
+               steps_per_epoch=steps_per_epoch, batch_size=batch_size)
+    return Recipe(
+        optimizer=_adam_cosine(learning_rate, epochs, steps_per_epoch),
+        kernel_quantizer=lambda: "ste_sign",
+        kernel_initializer=lambda: "glorot_uniform",
+        kernel_constraint=lambda: "weight_clip",
+        callbacks=[],
+        batch_size=batch_size,
+        epochs=epochs,
+        sources={
+            "kernel_quantizer": "larq ste_sign (sign forward, identity gradient for "
+                                "|theta| <= 1): BinaryConnect / STE",
+            "kernel_constraint": "larq weight_clip: latent weights clipped to [-1, 1]",
+            "optimizer": f"Adam, learning rate {learning_rate} with cosine decay",
+        },
+    )
+
+
+def bop(train_size, epochs, steps_per_epoch, threshold=1e-8, gamma=1e-4,
+        learning_rate=1e-3, batch_size=128):
+    """Larq's latent-free Bop for the binary weights, Adam for the rest.
+
+    The binary weights are +-1 themselves (`NoOp(precision=1)`, initialised to +-1);
+    Bop flips a weight when its gradient's moving average exceeds `threshold`.
+    """
+    _check_run("bop", train_size=train_size, epochs=epochs,
+               steps_per_epoch=steps_per_epoch, batch_size=batch_size)
+    optimizer = larq.optimizers.CaseOptimizer(
+        (larq.optimizers.Bop.is_binary_variable,
+         larq.optimizers.Bop(threshold=threshold, gamma=gamma)),
+        default_optimizer=tf.keras.optimizers.legacy.Adam(learning_rate),
+    )
+    return Recipe(
+        optimizer=optimizer,
+        kernel_quantizer=lambda: larq.quantizers.NoOp(precision=1),
+        kernel_initializer=lambda: RandomSign(1.0),
+        callbacks=[],
+        batch_size=batch_size,
+        epochs=epochs,
+        sources={
+            "optimizer": f"larq Bop(threshold={threshold}, gamma={gamma}) in a "
+                         "CaseOptimizer with Adam for real-valued variables (Larq docs)",
+            "kernel_quantizer": "NoOp(precision=1): the weights are binary themselves",
+            "kernel_initializer": "+-1 with random signs",
+        },
+    )
+
+
+def full_precision(train_size, epochs, steps_per_epoch, learning_rate=1e-3,
+                   batch_size=128):
+    """The real-valued reference: same models with no quantizer, Adam with cosine decay."""
+    _check_run("full_precision", train_size=train_size, epochs=epochs,
+               steps_per_epoch=steps_per_epoch, batch_size=batch_size)
+    return Recipe(
+        optimizer=_adam_cosine(learning_rate, epochs, steps_per_epoch),
+        kernel_quantizer=lambda: None,
+        kernel_initializer=lambda: "glorot_uniform",
+        callbacks=[],
+        batch_size=batch_size,
+        epochs=epochs,
+        sources={"kernel_quantizer": "none: real-valued weights"},
+    )
+
+
+def _adaste_reference_variant(train_size, epochs, steps_per_epoch, batch_size=128):
+    return adaste_reference(train_size, epochs, steps_per_epoch, variant="reference",
+                            batch_size=batch_size)
+
+
+# The command line's --method names.
+METHODS = {
+    "adaste": adaste_recommended,
+    "adaste-reference": _adaste_reference_variant,
+    "ste": ste,
+    "bop": bop,
+    "full-precision": full_precision,
+}
+
+
+def make(method, train_size, epochs, steps_per_epoch, batch_size=128):
+    """The recipe named `method` (one of `METHODS`) for a run of the given length."""
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r}; choose one of {sorted(METHODS)}.")
+    return METHODS[method](train_size, epochs, steps_per_epoch, batch_size=batch_size)

@@ -4,6 +4,8 @@ import importlib.util
 import json
 import os
 
+import pytest
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,3 +33,23 @@ def test_quantizer_step_benchmark_smoke(tmp_path):
         for name in ("ada_ste", "ada_ste_relaxed"):
             assert saved["results"][mode][name]["median_ratio_vs_ste_sign"] > 0
     assert (tmp_path / "quantizer_step_smoke.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("script", ["mnist_mlp", "cifar10_vgg16", "cifar10_resnet18"])
+def test_paper_examples_one_step_on_mock_data(script, mocked, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "examples"))
+    accuracy = _load(f"examples/{script}.py").main(
+        ["--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "4",
+         "--data-dir", mocked])
+    assert 0.0 <= accuracy <= 1.0
+    assert "test accuracy of the binary network" in capsys.readouterr().out
+
+
+def test_mnist_accuracy_benchmark_smoke(tmp_path):
+    record = _load("benchmarks/mnist_accuracy.py").main(
+        ["--smoke", "--output", str(tmp_path), "--methods", "adaste", "ste"])
+    saved = json.loads((tmp_path / "mnist_accuracy_smoke.json").read_text())
+    assert set(saved["results"]) == {"adaste", "ste"} == set(record["results"])
+    for summary in saved["results"].values():
+        assert len(summary["runs"][0]["test_accuracy_per_epoch"]) == 1
+    assert (tmp_path / "mnist_accuracy_smoke.png").stat().st_size > 1000

@@ -1,0 +1,21 @@
+"""VGG-16 (CIFAR form, every weight binary) on CIFAR-10 with the AdaSTE recipe.
+
+    python examples/cifar10_vgg16.py --download --epochs 500     # on a machine with internet
+"""
+
+import keras_bilevel
+from paper_protocol import parse_args, run
+
+
+def build(input_shape, classes, recipe):
+    return keras_bilevel.models.vgg16(
+        input_shape, classes=classes, kernel_quantizer=recipe.kernel_quantizer,
+        kernel_initializer=recipe.kernel_initializer)
+
+
+def main(argv=None):
+    return run("cifar10", build, parse_args(__doc__.splitlines()[0], argv))
+
+
+if __name__ == "__main__":
+    main()

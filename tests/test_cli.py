@@ -1,0 +1,90 @@
+"""The `keras-bilevel` command end to end, on the offline digits."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from keras_bilevel import cli
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    output = tmp_path_factory.mktemp("run")
+    status = cli.main(["train", "--epochs", "2", "--hidden-units", "64",
+                       "--output", str(output)])
+    assert status == 0
+    return output
+
+
+class TestTrain:
+    def test_writes_every_file(self, trained_run):
+        for name in ["history.csv", "metrics.json", "model.keras", "curves.png"]:
+            assert (trained_run / name).stat().st_size > 0, name
+
+    def test_metrics_json(self, trained_run):
+        metrics = json.loads((trained_run / "metrics.json").read_text())
+        assert {"test_accuracy", "test_loss", "dataset", "model", "method", "config",
+                "seconds_per_epoch"} <= set(metrics)
+        assert (metrics["dataset"], metrics["model"], metrics["method"]) == (
+            "digits", "mlp", "adaste")
+        assert 0.0 <= metrics["test_accuracy"] <= 1.0
+        assert len(metrics["seconds_per_epoch"]) == 2
+        assert metrics["config"]["epochs"] == 2 and metrics["config"]["hidden_units"] == 64
+
+    def test_history_has_train_and_validation_and_mu(self, trained_run):
+        with open(trained_run / "history.csv") as f:
+            rows = list(csv.DictReader(f))
+        assert len(rows) == 2
+        assert {"loss", "accuracy", "val_loss", "val_accuracy", "mu"} <= set(rows[0])
+
+    def test_prints_accuracy(self, tmp_path, capsys):
+        assert cli.main(["train", "--epochs", "1", "--hidden-units", "32", "--method", "ste",
+                         "--output", str(tmp_path)]) == 0
+        out = capsys.readouterr().out
+        assert "Test accuracy of the binary network:" in out
+
+    @pytest.mark.parametrize("method", ["adaste-reference", "bop", "full-precision"])
+    def test_every_method_runs(self, tmp_path, method):
+        assert cli.main(["train", "--epochs", "1", "--hidden-units", "32", "--method",
+                         method, "--output", str(tmp_path)]) == 0
+        metrics = json.loads((tmp_path / "metrics.json").read_text())
+        assert metrics["method"] == method
+
+    def test_evaluate(self, trained_run, capsys):
+        assert cli.main(["evaluate", str(trained_run / "model.keras"),
+                         "--dataset", "digits"]) == 0
+        out = capsys.readouterr().out
+        metrics = json.loads((trained_run / "metrics.json").read_text())
+        assert f"accuracy {metrics['test_accuracy']:.4f}" in out
+
+
+class TestErrors:
+    @pytest.mark.parametrize("argv,fragment", [
+        (["train", "--epochs", "0"], "--epochs"),
+        (["train", "--dataset", "imagenet"], "--dataset"),
+        (["train", "--method", "magic"], "--method"),
+        (["train", "--batch-size", "x"], "--batch-size"),
+        (["evaluate", "/nonexistent/model.keras"], "no model file"),
+        (["frobnicate"], "invalid choice"),
+    ])
+    def test_one_clear_line(self, argv, fragment, capsys):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("keras-bilevel: error:"), err
+        assert fragment in err[0]
+
+    def test_missing_data_is_one_line(self, tmp_path, capsys):
+        assert cli.main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path),
+                         "--epochs", "1"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "mnist" in err[0], err
+
+    def test_console_script_help(self):
+        result = subprocess.run([sys.executable, "-m", "keras_bilevel", "train", "--help"],
+                                capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        assert result.returncode == 0 and "--method" in result.stdout
