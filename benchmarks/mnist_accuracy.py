@@ -31,6 +31,37 @@ def _reference(variant):
     return make
 
 
+def _explore(relaxed, reach, initializer=None, optimizer="adam", gradient_scale_factor=1.0):
+    """Candidate AdaSTE configurations for the "where does AdaSTE win" study."""
+    def make(train_size, epochs, steps_per_epoch, batch_size=128):
+        if optimizer == "adam":
+            recipe = recipes.adaste_recommended(train_size, epochs, steps_per_epoch,
+                                                batch_size=batch_size)
+        else:
+            recipe = recipes.adaste_reference(train_size, epochs, steps_per_epoch,
+                                              batch_size=batch_size)
+            recipe.optimizer.gradient_scale *= gradient_scale_factor
+        recipe.kernel_quantizer = lambda: keras_bilevel.AdaSTE(relaxed_forward=relaxed)
+        if initializer is not None:  # else the recipe's own
+            recipe.kernel_initializer = initializer
+        if reach is not None:
+            recipe.callbacks = [keras_bilevel.callbacks.AnnealMuToBinary(
+                epochs * steps_per_epoch, reach=reach),
+                keras_bilevel.callbacks.BinarizationGap(warn_above=None)]
+        return recipe
+    return make
+
+
+EXPLORE = {
+    "adam-relaxed-reach0.8": _explore(True, 0.8),
+    "adam-relaxed-reach0.5": _explore(True, 0.5),
+    "adam-relaxed-reach0.8-init1": _explore(
+        True, 0.8, initializer=lambda: keras_bilevel.initializers.RandomSign(1.0)),
+    "recipe-reach0.8": _explore(True, 0.8, optimizer="latent"),
+    "recipe-scale0.01": _explore(True, None, optimizer="latent", gradient_scale_factor=0.01),
+    "adam-sign-reach0.8": _explore(False, 0.8),
+}
+
 METHODS = {
     "adaste-recipe-symmetric": _reference("symmetric"),
     "adaste-recipe-reference": _reference("reference"),
@@ -38,6 +69,7 @@ METHODS = {
     "ste": recipes.METHODS["ste"],
     "bop": recipes.METHODS["bop"],
     "full-precision": recipes.METHODS["full-precision"],
+    **EXPLORE,
 }
 
 

@@ -15,7 +15,9 @@ from keras_bilevel.quantizers import AdaSTE
 
 __all__ = [
     "AnnealMu",
+    "AnnealMuToBinary",
     "BinarizationGap",
+    "LinkLossScale",
     "NonFiniteSteps",
     "adaste_quantizers",
     "adaste_variables",
@@ -100,6 +102,68 @@ class AnnealMu(tf.keras.callbacks.Callback):
 
     def get_config(self):
         return {"rate": self.rate, "max_mu": self.max_mu}
+
+
+@tf.keras.utils.register_keras_serializable(package="keras_bilevel")
+class AnnealMuToBinary(tf.keras.callbacks.Callback):
+    r"""A budget-aware mu schedule: reaches the exact binariser at a chosen point of the run.
+
+    Before every training step \(s\) (the optimizer's `iterations`, so resumed runs
+    continue exactly), for every AdaSTE quantizer:
+    \[ \mu_s = \mu_0 \left(rac{\mu_{\max}}{\mu_0}
+ight)^{\min(s / (r T), 1)} \]
+    geometric growth from the quantizer's initial \(\mu_0\) to \(\mu_{\max}\)
+    (default `1 / alpha`, where w*(theta) = sign(theta)) at step \(rT\), with \(T\) =
+    `total_steps` and \(r\) = `reach`. Unlike `AnnealMu` (x1.05 per epoch, made for
+    500-epoch runs), it takes short runs all the way to the binary network. `mu` is
+    written to the epoch logs.
+
+    !!! example
+        ```python
+        AnnealMuToBinary(total_steps=epochs * steps_per_epoch, reach=0.8)
+        ```
+
+    # Arguments
+        total_steps: training steps in the run (>= 1).
+        reach: fraction of the run at which mu reaches `max_mu` (in (0, 1]).
+        max_mu: final mu (> 0), or None for each quantizer's 1 / alpha.
+    """
+
+    def __init__(self, total_steps, reach=0.8, max_mu=None):
+        super().__init__()
+        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+            raise ValueError(
+                f"AnnealMuToBinary: `total_steps` must be an int >= 1, got {total_steps!r}.")
+        if not 0 < reach <= 1:
+            raise ValueError(f"AnnealMuToBinary: `reach` must be in (0, 1], got {reach!r}.")
+        if max_mu is not None and not max_mu > 0:
+            raise ValueError(
+                f"AnnealMuToBinary: `max_mu` must be > 0 or None, got {max_mu!r}.")
+        self.total_steps = total_steps
+        self.reach = float(reach)
+        self.max_mu = None if max_mu is None else float(max_mu)
+
+    def mu_at_step(self, quantizer, step):
+        """The mu that `quantizer` trains with at training step `step` (0-based)."""
+        target = quantizer.max_mu if self.max_mu is None else self.max_mu
+        start = max(quantizer.initial_mu, 1e-12)
+        progress = min(step / (self.reach * self.total_steps), 1.0)
+        return start * (target / start) ** progress
+
+    def on_train_begin(self, logs=None):
+        self._quantizers = adaste_quantizers(self.model)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        for quantizer in self._quantizers:
+            quantizer.mu.assign(self.mu_at_step(quantizer, step))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and self._quantizers:
+            logs["mu"] = float(self._quantizers[0].mu.numpy())
+
+    def get_config(self):
+        return {"total_steps": self.total_steps, "reach": self.reach, "max_mu": self.max_mu}
 
 
 @tf.keras.utils.register_keras_serializable(package="keras_bilevel")
@@ -197,6 +261,35 @@ class NonFiniteSteps(tf.keras.callbacks.Callback):
                 epoch + 1, new, count,
             )
         self._seen = count
+
+    def get_config(self):
+        return {}
+
+
+@tf.keras.utils.register_keras_serializable(package="keras_bilevel")
+class LinkLossScale(tf.keras.callbacks.Callback):
+    """Links every AdaSTE quantizer of the model to the optimizer's loss scale.
+
+    Under mixed precision (`mixed_float16`) Keras wraps the optimizer in a
+    `LossScaleOptimizer`, and the gradient reaching the quantizer's backward pass is
+    the true one times the loss scale; linked, the dead band `grad_eps` keeps its float32
+    meaning (see `AdaSTE.link_loss_scale`). Without a loss-scale optimizer it unlinks.
+    Put it in the callbacks of the first `fit` (it acts before the step is traced).
+
+    !!! example
+        ```python
+        tf.keras.mixed_precision.set_global_policy("mixed_float16")
+        model.fit(x, y, callbacks=[keras_bilevel.callbacks.LinkLossScale()])
+        ```
+    """
+
+    def on_train_begin(self, logs=None):
+        optimizer = self.model.optimizer
+        # tf.keras.mixed_precision.LossScaleOptimizer is the base of both loss-scale
+        # optimizer generations in tf-keras.
+        scaled = isinstance(optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
+        for quantizer in adaste_quantizers(self.model):
+            quantizer.link_loss_scale((lambda: optimizer.loss_scale) if scaled else None)
 
     def get_config(self):
         return {}

@@ -189,7 +189,7 @@ def backward_scale(
 
     exact_theta_eps = theta_eps if variant == "symmetric" else REFERENCE_EXACT_THETA_EPS
     dead_theta_eps = tf.where(exact, exact_theta_eps, theta_eps)
-    dead = tf.logical_or(tf.abs(g) <= grad_eps, abs_theta <= dead_theta_eps)
+    dead = tf.logical_or(tf.abs(g) <= _f32(grad_eps), abs_theta <= dead_theta_eps)
     dead_scale = tf.where(exact, 1.0, inv_one_plus_mu)
     return tf.where(dead, dead_scale, scale)
 
@@ -214,10 +214,16 @@ def _reciprocal(x):
     return r
 
 
-def adaste_gradient(theta, g, mu, **kwargs):
-    r"""The AdaSTE surrogate gradient d loss / d theta = backward_scale(theta, g) * g.
+def adaste_gradient(theta, g, mu, g_total=None, **kwargs):
+    r"""The AdaSTE surrogate gradient d loss / d theta = backward_scale(theta, G) * g.
 
-    Takes the keyword arguments of `backward_scale`; returns a tensor of g's dtype.
+    G is `g_total` when given, else g. Under data parallelism g is one replica's part of
+    the gradient and G the sum over replicas: the rule is nonlinear in g, so only the
+    sign and magnitude of the whole batch's gradient are right, and
+    scale(theta, sum_r g_r) * g_r sums over replicas to the single-device result.
+
+    Takes the keyword arguments of `backward_scale` (`grad_eps` may be a tensor);
+    returns a tensor of g's dtype.
 
     !!! example
         ```python
@@ -226,5 +232,5 @@ def adaste_gradient(theta, g, mu, **kwargs):
         ```
     """
     dtype = tf.convert_to_tensor(g).dtype
-    scale = backward_scale(theta, g, mu, **kwargs)
+    scale = backward_scale(theta, g if g_total is None else g_total, mu, **kwargs)
     return tf.cast(scale * _f32(g), dtype)

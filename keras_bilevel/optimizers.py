@@ -125,31 +125,46 @@ class LatentMomentum(tf.keras.optimizers.Optimizer):
         ):
             grads_and_vars = self.aggregate_gradients(grads_and_vars)
         grads_and_vars = [(g, v) for g, v in grads_and_vars if g is not None]
-        binary = [(g, v) for g, v in grads_and_vars if is_binary_variable(v)]
-        other = [(g, v) for g, v in grads_and_vars if not is_binary_variable(v)]
-        finite = tf.reduce_all(
-            [tf.reduce_all(tf.math.is_finite(_values(g))) for g, _ in grads_and_vars]
-            or [True]
-        )
+        grads = [g for g, _ in grads_and_vars]
+        variables = _Opaque([v for _, v in grads_and_vars])
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync == 1:
+            tf.cond(_all_finite(grads), lambda: self._apply(grads, variables, name),
+                    self._skip)
+        else:
+            # Under tf.distribute the branch must be taken in a cross-replica context
+            # (a branch may not hold the optimizers' merge_calls), and each branch goes
+            # back to the replicas to apply (as Keras' LossScaleOptimizer does).
+            def cross_replica(distribution, grads, variables):
+                finite = _all_finite([local for g in grads
+                                      for local in distribution.experimental_local_results(g)])
 
-        def apply():
-            if other:
-                self.default_optimizer.apply_gradients(other, skip_gradients_aggregation=True)
-            if binary:
-                super(LatentMomentum, self).apply_gradients(
-                    binary, name=name, skip_gradients_aggregation=True
-                )
-            else:
-                self.iterations.assign_add(1)
-            return tf.constant(True)
+                def apply():
+                    distribution.extended.call_for_each_replica(
+                        self._apply, args=(grads, variables, name))
+                    return tf.constant(True)
 
-        def skip():
-            self._skipped_steps.assign_add(1)
-            self.iterations.assign_add(1)
-            return tf.constant(False)
+                tf.cond(finite, apply, self._skip)
 
-        tf.cond(finite, apply, skip)
+            tf.distribute.get_replica_context().merge_call(cross_replica,
+                                                           args=(grads, variables))
         return self.iterations
+
+    def _apply(self, grads, variables, name):
+        binary = [(g, v) for g, v in zip(grads, variables.value) if is_binary_variable(v)]
+        other = [(g, v) for g, v in zip(grads, variables.value) if not is_binary_variable(v)]
+        if other:
+            self.default_optimizer.apply_gradients(other, skip_gradients_aggregation=True)
+        if binary:
+            super().apply_gradients(binary, name=name, skip_gradients_aggregation=True)
+        else:
+            self.iterations.assign_add(1)
+        return tf.constant(True)
+
+    def _skip(self):
+        self._skipped_steps.assign_add(1)
+        self.iterations.assign_add(1)
+        return tf.constant(False)
 
     def update_step(self, gradient, variable):
         dtype = variable.dtype
@@ -192,6 +207,18 @@ def _get_optimizer(spec, custom_objects=None):
         return tf.keras.optimizers.deserialize(spec, custom_objects=custom_objects,
                                                use_legacy_optimizer=False)
     return tf.keras.optimizers.get(spec)
+
+
+class _Opaque:
+    """Holds variables so that tf.distribute passes them through unchanged."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+def _all_finite(gradients):
+    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(_values(g))) for g in gradients]
+                         or [True])
 
 
 def _values(gradient):

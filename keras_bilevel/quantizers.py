@@ -88,6 +88,10 @@ class AdaSTE(larq.quantizers._BaseQuantizer):
         theta_eps: dead band in |theta| (>= 0).
         variant: `"symmetric"` (the derivation) or `"reference"` (the public code).
         relaxed_forward: train on w*(theta; mu) instead of sign(theta).
+        sum_over_replicas: under `tf.distribute` with several replicas in sync, take the
+            sign test and the dead band on the gradient summed over replicas (one
+            all-reduce of the kernel's gradient per step), so that data-parallel
+            training is the single-device algorithm; False applies the rule per replica.
         metrics: Larq quantizer metrics, e.g. `["flip_ratio"]`; `None` uses
             `larq.context.metrics_scope`.
 
@@ -107,6 +111,7 @@ class AdaSTE(larq.quantizers._BaseQuantizer):
         theta_eps=1e-6,
         variant="symmetric",
         relaxed_forward=False,
+        sum_over_replicas=True,
         metrics=None,
         **kwargs,
     ):
@@ -119,10 +124,13 @@ class AdaSTE(larq.quantizers._BaseQuantizer):
             raise ValueError(
                 f"AdaSTE: `variant` must be one of {ada_math.VARIANTS}, got {variant!r}."
             )
-        if not isinstance(relaxed_forward, bool):
-            raise ValueError(
-                f"AdaSTE: `relaxed_forward` must be True or False, got {relaxed_forward!r}."
-            )
+        for name, flag in [("relaxed_forward", relaxed_forward),
+                           ("sum_over_replicas", sum_over_replicas)]:
+            if not isinstance(flag, bool):
+                raise ValueError(f"AdaSTE: `{name}` must be True or False, got {flag!r}.")
+        # Keep the dtype of the latent weights as they are read (float16 inside a
+        # mixed_float16 layer): the math runs in float32 and casts back to it.
+        kwargs.setdefault("autocast", False)
         super().__init__(metrics=metrics, **kwargs)
         self.alpha = float(alpha)
         self.initial_mu = float(mu)
@@ -131,6 +139,8 @@ class AdaSTE(larq.quantizers._BaseQuantizer):
         self.theta_eps = float(theta_eps)
         self.variant = variant
         self.relaxed_forward = relaxed_forward
+        self.sum_over_replicas = sum_over_replicas
+        self._loss_scale = None
         self._mu = self.add_weight(
             name="mu",
             shape=(),
@@ -165,6 +175,26 @@ class AdaSTE(larq.quantizers._BaseQuantizer):
             variant=self.variant,
         )
 
+    def link_loss_scale(self, loss_scale):
+        """Tell the backward pass the current loss scale (mixed precision).
+
+        Under loss scaling the incoming gradient is the true one times the loss scale,
+        so the dead band |g| <= grad_eps is tested as |dy| <= grad_eps * loss_scale.
+        `loss_scale` is a zero-argument callable returning the current scale (e.g.
+        `lambda: optimizer.loss_scale`), or None to unlink.
+        `keras_bilevel.callbacks.LinkLossScale` does this for a compiled model.
+        """
+        self._loss_scale = loss_scale
+
+    def _replica_sum(self, dy):
+        """dy summed over the replicas in sync, or None on a single replica."""
+        if not self.sum_over_replicas:
+            return None
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return None
+        return context.all_reduce(tf.distribute.ReduceOp.SUM, dy)
+
     def training_forward(self, theta):
         """The forward pass used in training: w*(theta; mu) or sign(theta)."""
         return _fused_forward(theta, tf.convert_to_tensor(self._mu), self.alpha,
@@ -173,11 +203,17 @@ class AdaSTE(larq.quantizers._BaseQuantizer):
     def _quantize_for_training(self, theta):
         mu = tf.convert_to_tensor(self._mu)  # read outside: no variable in the gradient
         kwargs = self.backward_kwargs()
+        if self._loss_scale is None:
+            _warn_if_unlinked_mixed_float16(self)
 
         @tf.custom_gradient
         def _adaste(theta):
             def grad(dy):
-                return _fused_gradient(theta, dy, mu, **kwargs)
+                grad_eps = self.grad_eps
+                if self._loss_scale is not None:
+                    grad_eps *= tf.cast(self._loss_scale(), tf.float32)
+                return _fused_gradient(theta, dy, mu, g_total=self._replica_sum(dy),
+                                       **{**kwargs, "grad_eps": grad_eps})
 
             return _fused_forward(theta, mu, self.alpha, self.relaxed_forward), grad
 
@@ -212,8 +248,22 @@ class AdaSTE(larq.quantizers._BaseQuantizer):
             "theta_eps": self.theta_eps,
             "variant": self.variant,
             "relaxed_forward": self.relaxed_forward,
+            "sum_over_replicas": self.sum_over_replicas,
             "metrics": self._custom_metrics,
         }
+
+
+_warned_unlinked = []
+
+
+def _warn_if_unlinked_mixed_float16(quantizer):
+    if quantizer.compute_dtype == "float16" and not _warned_unlinked:
+        _warned_unlinked.append(True)
+        logging.getLogger(__name__).warning(
+            "AdaSTE under mixed_float16: if the loss is scaled, link the loss scale "
+            "(callbacks=[keras_bilevel.callbacks.LinkLossScale()], or "
+            "quantizer.link_loss_scale(...)) so that the dead band grad_eps means the same "
+            "as in float32.")
 
 
 class _UnboundedLatentWeightsFilter(logging.Filter):

@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional
 import larq
 import tensorflow as tf
 
-from keras_bilevel.callbacks import AnnealMu, BinarizationGap, NonFiniteSteps
+from keras_bilevel.callbacks import AnnealMu, BinarizationGap, LinkLossScale, NonFiniteSteps
 from keras_bilevel.initializers import RandomSign
 from keras_bilevel.optimizers import LatentMomentum
 from keras_bilevel.quantizers import AdaSTE
@@ -106,7 +106,8 @@ def adaste_reference(
                             "section 1; the relaxed forward is the method's (the loss is "
                             "evaluated at w*(theta))",
         "callbacks": "AnnealMu(1.05): mu times 1.05 at the start of every epoch, capped at "
-                     "1/alpha (section 1); BinarizationGap and NonFiniteSteps only log",
+                     "1/alpha (section 1); BinarizationGap and NonFiniteSteps only log; "
+                     "LinkLossScale keeps grad_eps exact under mixed_float16",
         "batch_size": f"{batch_size}: {spec}",
     }
     return Recipe(
@@ -114,7 +115,7 @@ def adaste_reference(
         kernel_quantizer=lambda: AdaSTE(mu=0.01, alpha=0.01, variant=variant,
                                         relaxed_forward=True),
         kernel_initializer=lambda: RandomSign(10.0),
-        callbacks=[AnnealMu(rate=1.05), BinarizationGap(), NonFiniteSteps()],
+        callbacks=[AnnealMu(rate=1.05), BinarizationGap(), NonFiniteSteps(), LinkLossScale()],
         batch_size=batch_size,
         epochs=epochs,
         sources=sources,
@@ -147,7 +148,7 @@ def adaste_recommended(train_size, epochs, steps_per_epoch, learning_rate=1e-3,
         optimizer=_adam_cosine(learning_rate, epochs, steps_per_epoch),
         kernel_quantizer=lambda: AdaSTE(),
         kernel_initializer=lambda: "glorot_uniform",
-        callbacks=[AnnealMu(rate=1.05), BinarizationGap()],
+        callbacks=[AnnealMu(rate=1.05), BinarizationGap(), LinkLossScale()],
         batch_size=batch_size,
         epochs=epochs,
         sources={

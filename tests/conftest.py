@@ -7,6 +7,15 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
+# Two logical CPU devices, for the tf.distribute tests; must happen before any TF op.
+try:
+    tf.config.set_logical_device_configuration(
+        tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2
+    )
+    TWO_CPUS = True
+except RuntimeError:  # TensorFlow was initialised before this conftest
+    TWO_CPUS = False
+
 # Mocked TFDS data (tfds.testing.mock_data): every split yields MOCK_EXAMPLES examples.
 MOCK_EXAMPLES = 12
 METADATA_SPLITS = {"train": 60, "test": 20}
