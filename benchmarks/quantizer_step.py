@@ -9,12 +9,21 @@ Writes `benchmarks/results/quantizer_step.json` and a plot next to it.
 
     python benchmarks/quantizer_step.py                 # the full measurement
     python benchmarks/quantizer_step.py --smoke         # seconds; checks the script runs
+    python benchmarks/quantizer_step.py --model vgg16 --blocks 5 --steps 2 --memory
+
+`--model vgg16` times VGG-16 in its CIFAR form at batch 128 instead of the MLP.
+`--memory` also measures the peak memory of training each model, in a fresh process per
+model (peak resident set size minus the size before the first step, after a few steps),
+and reports the ratio ours / ste_sign.
 """
 
 import argparse
 import json
 import os
 import platform
+import resource
+import subprocess
+import sys
 import time
 from datetime import datetime, timezone
 
@@ -30,16 +39,25 @@ QUANTIZERS = {
 CANDIDATES = ["ada_ste", "ada_ste_relaxed"]
 
 
-def _train_function(name, hidden, batch, jit, seed):
+def _build(model_name, quantizer, hidden):
+    if model_name == "vgg16":
+        return keras_bilevel.models.vgg16((32, 32, 3), kernel_quantizer=quantizer)
+    return keras_bilevel.models.binary_mlp((784,), hidden, kernel_quantizer=quantizer)
+
+
+INPUT_SHAPES = {"mlp": (784,), "vgg16": (32, 32, 3)}
+
+
+def _train_function(name, hidden, batch, jit, seed, model_name="mlp"):
     tf.keras.utils.set_random_seed(seed)
-    model = keras_bilevel.models.binary_mlp((784,), hidden, kernel_quantizer=QUANTIZERS[name])
+    model = _build(model_name, QUANTIZERS[name], hidden)
     model.compile(
         optimizer=tf.keras.optimizers.Adam(1e-3),
         loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         jit_compile=jit,
     )
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((batch, 784)).astype(np.float32)
+    x = rng.standard_normal((batch, *INPUT_SHAPES[model_name])).astype(np.float32)
     y = rng.integers(0, 10, batch)
     iterator = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
     step = model.make_train_function()
@@ -54,9 +72,10 @@ def _time_block(step_fn, steps):
     return (time.perf_counter() - start) / steps
 
 
-def measure_pair(name, hidden, batch, jit, blocks, steps, warmup):
+def measure_pair(name, hidden, batch, jit, blocks, steps, warmup, model_name="mlp"):
     """Median step time of `name` and of ste_sign, and the median per-block ratio."""
-    pair = {n: _train_function(n, hidden, batch, jit, seed=0) for n in ("ste_sign", name)}
+    pair = {n: _train_function(n, hidden, batch, jit, 0, model_name)
+            for n in ("ste_sign", name)}
     for fn in pair.values():
         _time_block(fn, warmup)
     times = {n: [] for n in pair}
@@ -71,6 +90,35 @@ def measure_pair(name, hidden, batch, jit, blocks, steps, warmup):
         "median_ratio_vs_ste_sign": float(np.median(ratios)),
         "ratios": [float(r) for r in ratios],
     }
+
+
+def _peak_memory_child(args):
+    """In a fresh process: train a few steps, print the memory growth in bytes as JSON."""
+    step = _train_function(args.memory_child, args.hidden, args.batch, args.jit_child, 0,
+                           args.model)
+    before = _rss_bytes()
+    _time_block(step, 3)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"growth_bytes": peak - before}))
+
+
+def _rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def measure_memory(name, args, jit):
+    """Peak training memory of `name` and of ste_sign, each in its own process."""
+    growth = {}
+    for n in ("ste_sign", name):
+        out = subprocess.run(
+            [sys.executable, __file__, "--memory-child", n, "--model", args.model,
+             "--hidden", str(args.hidden), "--batch", str(args.batch)]
+            + (["--jit-child"] if jit else []),
+            capture_output=True, text=True, check=True)
+        growth[n] = json.loads(out.stdout.strip().splitlines()[-1])["growth_bytes"]
+    return {"peak_growth_bytes": growth[name], "ste_sign_peak_growth_bytes": growth["ste_sign"],
+            "memory_ratio_vs_ste_sign": growth[name] / growth["ste_sign"]}
 
 
 def plot(results, path):
@@ -96,29 +144,47 @@ def plot(results, path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="mlp", choices=sorted(INPUT_SHAPES))
     parser.add_argument("--hidden", type=int, default=1024)
-    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=None,
+                        help="default: 100 for the MLP, 128 for VGG-16")
+    parser.add_argument("--memory", action="store_true", help="also measure peak memory")
+    parser.add_argument("--modes", nargs="+", default=["no_xla", "xla"],
+                        choices=["no_xla", "xla"])
+    parser.add_argument("--candidates", nargs="+", default=CANDIDATES, choices=CANDIDATES)
+    parser.add_argument("--name", default=None, help="results file stem")
+    parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--jit-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--blocks", type=int, default=15)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "results"))
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
     args = parser.parse_args(argv)
+    if args.batch is None:
+        args.batch = 128 if args.model == "vgg16" else 100
+    if args.memory_child:
+        return _peak_memory_child(args)
     if args.smoke:
         args.hidden, args.blocks, args.steps, args.warmup = 32, 2, 2, 1
     results = {}
-    for jit in (False, True):
-        mode = "xla" if jit else "no_xla"
+    for mode in args.modes:
+        jit = mode == "xla"
         results[mode] = {}
-        for name in CANDIDATES:
+        for name in args.candidates:
             r = measure_pair(name, args.hidden, args.batch, jit, args.blocks, args.steps,
-                             args.warmup)
+                             args.warmup, args.model)
+            if args.memory:
+                r.update(measure_memory(name, args, jit))
             results[mode][name] = r
             print(f"{mode:7s} {name:16s} step ratio vs ste_sign "
                   f"{r['median_ratio_vs_ste_sign']:.3f}  (median of {args.blocks} blocks; "
-                  f"ste_sign {r['ste_sign_median_step_ms']:.1f} ms/step)", flush=True)
+                  f"ste_sign {r['ste_sign_median_step_ms']:.1f} ms/step)"
+                  + (f"; peak memory ratio {r['memory_ratio_vs_ste_sign']:.3f}"
+                     if args.memory else ""), flush=True)
     os.makedirs(args.output, exist_ok=True)
-    name = "quantizer_step_smoke" if args.smoke else "quantizer_step"
+    name = args.name or "quantizer_step" + ("" if args.model == "mlp" else f"_{args.model}")
+    name += "_smoke" if args.smoke else ""
     record = {
         "benchmark": "quantizer_step",
         "config": vars(args),

@@ -11,11 +11,14 @@ exit status, not a traceback.
 """
 
 import argparse
-import csv
 import json
 import os
 import sys
 import time
+
+import tensorflow as tf
+
+from keras_bilevel import data, export as exporting, models, recipes
 
 __all__ = ["main"]
 
@@ -43,15 +46,13 @@ def _positive_int(text):
 
 
 def build_parser():
-    from keras_bilevel.recipes import METHODS
-
     parser = _Parser(prog="keras-bilevel", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a binary network and save it")
     train.add_argument("--dataset", default="digits", choices=DATASETS)
     train.add_argument("--model", default="mlp", choices=MODELS)
-    train.add_argument("--method", default="adaste", choices=sorted(METHODS))
+    train.add_argument("--method", default="adaste", choices=sorted(recipes.METHODS))
     train.add_argument("--epochs", type=_positive_int, default=30)
     train.add_argument("--batch-size", type=_positive_int, default=128)
     train.add_argument("--hidden-units", type=_positive_int, default=1024,
@@ -85,15 +86,11 @@ def build_parser():
 
 
 def _load_data(args, batch_size):
-    from keras_bilevel import data
-
     return data.load(args.dataset, batch_size=batch_size, seed=args.seed,
                      data_dir=args.data_dir, download=args.download)
 
 
 def _build_model(args, splits, recipe):
-    from keras_bilevel import models
-
     kwargs = dict(input_shape=tuple(splits.input_shape), classes=splits.classes,
                   kernel_quantizer=recipe.kernel_quantizer,
                   kernel_initializer=recipe.kernel_initializer,
@@ -103,25 +100,18 @@ def _build_model(args, splits, recipe):
     return getattr(models, args.model)(**kwargs)
 
 
-class _EpochTimer:
-    """Seconds per epoch, as a Keras callback (built lazily: TensorFlow is imported late)."""
+class _EpochTimer(tf.keras.callbacks.Callback):
+    """Seconds per epoch."""
 
-    @staticmethod
-    def create():
-        import tensorflow as tf
+    def __init__(self):
+        super().__init__()
+        self.seconds = []
 
-        class EpochTimer(tf.keras.callbacks.Callback):
-            def __init__(self):
-                super().__init__()
-                self.seconds = []
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
 
-            def on_epoch_begin(self, epoch, logs=None):
-                self._start = time.perf_counter()
-
-            def on_epoch_end(self, epoch, logs=None):
-                self.seconds.append(time.perf_counter() - self._start)
-
-        return EpochTimer()
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
 
 
 def plot_curves(history, path, title):
@@ -148,10 +138,6 @@ def plot_curves(history, path, title):
 
 
 def train(args):
-    import tensorflow as tf
-
-    from keras_bilevel import recipes
-
     tf.keras.utils.set_random_seed(args.seed)
     splits = _load_data(args, args.batch_size)
     steps_per_epoch = -(-splits.num_train // args.batch_size)
@@ -167,7 +153,7 @@ def train(args):
         "runs", f"{args.dataset}-{args.model}-{args.method}-seed{args.seed}-"
                 f"{time.strftime('%Y%m%d-%H%M%S')}")
     os.makedirs(output, exist_ok=True)
-    timer = _EpochTimer.create()
+    timer = _EpochTimer()
     callbacks = list(recipe.callbacks) + [
         timer, tf.keras.callbacks.CSVLogger(os.path.join(output, "history.csv"))]
     if args.tensorboard:
@@ -206,8 +192,6 @@ def train(args):
 
 
 def evaluate(args):
-    import tensorflow as tf
-
     if not os.path.exists(args.model_path):
         raise UsageError(f"no model file at {args.model_path}")
     model = tf.keras.models.load_model(args.model_path)
@@ -219,10 +203,6 @@ def evaluate(args):
 
 
 def export(args):
-    import tensorflow as tf
-
-    from keras_bilevel import export as exporting
-
     if not os.path.exists(args.model_path):
         raise UsageError(f"no model file at {args.model_path}")
     model = tf.keras.models.load_model(args.model_path)
@@ -245,12 +225,9 @@ def main(argv=None):
         args = build_parser().parse_args(argv or ["train"])
         if args.command is None:
             raise UsageError("choose a command: train, evaluate or export")
-        import keras_bilevel  # noqa: F401  (Keras 2 mode before TensorFlow is used)
-        from keras_bilevel.data import DatasetNotFoundError
-
         try:
             COMMANDS[args.command](args)
-        except (DatasetNotFoundError, ValueError, ImportError, OSError) as error:
+        except (data.DatasetNotFoundError, ValueError, ImportError, OSError) as error:
             raise UsageError(str(error).strip().splitlines()[0]) from error
     except UsageError as error:
         print(f"keras-bilevel: error: {error}", file=sys.stderr)

@@ -146,8 +146,7 @@ class LatentMomentum(tf.keras.optimizers.Optimizer):
 
                 tf.cond(finite, apply, self._skip)
 
-            tf.distribute.get_replica_context().merge_call(cross_replica,
-                                                           args=(grads, variables))
+            context.merge_call(cross_replica, args=(grads, variables))
         return self.iterations
 
     def _apply(self, grads, variables, name):

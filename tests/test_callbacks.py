@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras_bilevel
 from keras_bilevel import AdaSTE
 from keras_bilevel.callbacks import AnnealMu, BinarizationGap, adaste_quantizers
 from tests import reference
@@ -195,3 +196,34 @@ class TestBinarizationGap:
         assert AnnealMu(1.1, 5.0).get_config() == {"rate": 1.1, "max_mu": 5.0}
         with pytest.raises(ValueError, match="warn_above"):
             BinarizationGap(-1.0)
+
+
+class TestAnnealMuToBinary:
+    def test_geometric_schedule_reaches_one_over_alpha(self):
+        seen = []
+
+        class Spy(tf.keras.callbacks.Callback):
+            def on_train_batch_begin(self, batch, logs=None):
+                seen.append(_mus(self.model)[0])
+
+        model = _model(mu=0.01)
+        # 64 examples, batch 16: 4 steps per epoch, 3 epochs = 12 steps; reach at 6.
+        history = model.fit(*_data(), epochs=3, batch_size=16, verbose=0, callbacks=[
+            keras_bilevel.callbacks.AnnealMuToBinary(total_steps=12, reach=0.5), Spy()])
+        expected = [0.01 * (100 / 0.01) ** min(s / 6, 1.0) for s in range(12)]
+        np.testing.assert_allclose(seen, expected, rtol=1e-5)
+        assert history.history["mu"][-1] == pytest.approx(100.0, rel=1e-6)
+
+    def test_resume_follows_the_optimizer_step(self):
+        callback = keras_bilevel.callbacks.AnnealMuToBinary(total_steps=100, reach=1.0)
+        model = _model(mu=0.01)
+        model.optimizer.iterations.assign(50)
+        model.fit(*_data(16), epochs=1, batch_size=16, verbose=0, callbacks=[callback])
+        assert _mus(model)[0] == pytest.approx(0.01 * (1e4) ** 0.5, rel=1e-5)
+
+    @pytest.mark.parametrize("kwargs,name", [({"total_steps": 0}, "total_steps"),
+                                             ({"total_steps": 10, "reach": 0.0}, "reach"),
+                                             ({"total_steps": 10, "max_mu": -1.0}, "max_mu")])
+    def test_bad_arguments(self, kwargs, name):
+        with pytest.raises(ValueError, match=name):
+            keras_bilevel.callbacks.AnnealMuToBinary(**kwargs)

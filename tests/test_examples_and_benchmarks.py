@@ -35,6 +35,15 @@ def test_quantizer_step_benchmark_smoke(tmp_path):
     assert (tmp_path / "quantizer_step_smoke.png").stat().st_size > 1000
 
 
+def test_quantizer_step_benchmark_vgg16_memory_smoke(tmp_path):
+    record = _load("benchmarks/quantizer_step.py").main(
+        ["--smoke", "--model", "vgg16", "--batch", "2", "--modes", "no_xla", "--memory",
+         "--output", str(tmp_path)])
+    result = record["results"]["no_xla"]["ada_ste"]
+    assert result["memory_ratio_vs_ste_sign"] > 0 and result["peak_growth_bytes"] > 0
+    assert (tmp_path / "quantizer_step_vgg16_smoke.json").exists()
+
+
 @pytest.mark.parametrize("script", ["mnist_mlp", "cifar10_vgg16", "cifar10_resnet18"])
 def test_paper_examples_one_step_on_mock_data(script, mocked, monkeypatch, capsys):
     monkeypatch.syspath_prepend(os.path.join(ROOT, "examples"))
@@ -53,3 +62,11 @@ def test_mnist_accuracy_benchmark_smoke(tmp_path):
     for summary in saved["results"].values():
         assert len(summary["runs"][0]["test_accuracy_per_epoch"]) == 1
     assert (tmp_path / "mnist_accuracy_smoke.png").stat().st_size > 1000
+
+
+def test_gpu_throughput_refuses_without_a_gpu(monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    module = _load("benchmarks/gpu_throughput.py")
+    monkeypatch.setattr(module.tf.config, "list_physical_devices", lambda kind=None: [])
+    with pytest.raises(SystemExit, match="no GPU"):
+        module.main([])
