@@ -48,8 +48,22 @@ def adaste_quantizers(model):
     return list(found.values())
 
 
+class _MuSchedule(tf.keras.callbacks.Callback):
+    """Finds the model's AdaSTE quantizers and writes the current mu to the epoch logs."""
+
+    def on_train_begin(self, logs=None):
+        self._quantizers = adaste_quantizers(self.model)
+        if not self._quantizers:
+            log.warning("%s: the model has no AdaSTE quantizer; nothing to anneal.",
+                        type(self).__name__)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and self._quantizers:
+            logs["mu"] = float(self._quantizers[0].mu.numpy())
+
+
 @tf.keras.utils.register_keras_serializable(package="keras_bilevel")
-class AnnealMu(tf.keras.callbacks.Callback):
+class AnnealMu(_MuSchedule):
     r"""Raises AdaSTE's relaxation parameter at the start of every epoch.
 
     At the start of epoch \\(e\\) (0-based), for every AdaSTE quantizer of the model:
@@ -87,25 +101,16 @@ class AnnealMu(tf.keras.callbacks.Callback):
         cap = quantizer.max_mu if self.max_mu is None else self.max_mu
         return min(quantizer.initial_mu * self.rate ** (epoch + 1), cap)
 
-    def on_train_begin(self, logs=None):
-        self._quantizers = adaste_quantizers(self.model)
-        if not self._quantizers:
-            log.warning("AnnealMu: the model has no AdaSTE quantizer; nothing to anneal.")
-
     def on_epoch_begin(self, epoch, logs=None):
         for quantizer in self._quantizers:
             quantizer.mu.assign(self.mu_at_epoch(quantizer, epoch))
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None and self._quantizers:
-            logs["mu"] = float(self._quantizers[0].mu.numpy())
 
     def get_config(self):
         return {"rate": self.rate, "max_mu": self.max_mu}
 
 
 @tf.keras.utils.register_keras_serializable(package="keras_bilevel")
-class AnnealMuToBinary(tf.keras.callbacks.Callback):
+class AnnealMuToBinary(_MuSchedule):
     r"""A budget-aware mu schedule: reaches the exact binariser at a chosen point of the run.
 
     Before every training step \(s\) (the optimizer's `iterations`, so resumed runs
@@ -150,17 +155,10 @@ ight)^{\min(s / (r T), 1)} \]
         progress = min(step / (self.reach * self.total_steps), 1.0)
         return start * (target / start) ** progress
 
-    def on_train_begin(self, logs=None):
-        self._quantizers = adaste_quantizers(self.model)
-
     def on_train_batch_begin(self, batch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
         for quantizer in self._quantizers:
             quantizer.mu.assign(self.mu_at_step(quantizer, step))
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None and self._quantizers:
-            logs["mu"] = float(self._quantizers[0].mu.numpy())
 
     def get_config(self):
         return {"total_steps": self.total_steps, "reach": self.reach, "max_mu": self.max_mu}
@@ -200,9 +198,8 @@ class BinarizationGap(tf.keras.callbacks.Callback):
         total, count = 0.0, 0
         for quantizer, latent in adaste_variables(self.model):
             theta = tf.convert_to_tensor(latent)
-            if quantizer.relaxed_forward:
-                w = ada_math.inner_solution(theta, quantizer.mu, quantizer.alpha)
-                total += float(tf.reduce_sum(tf.abs(w - ada_math.sign(theta))))
+            w = quantizer.training_forward(theta)
+            total += float(tf.reduce_sum(tf.abs(w - ada_math.sign(theta))))
             count += int(np.prod(theta.shape))
         return total / count if count else 0.0
 

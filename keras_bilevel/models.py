@@ -56,23 +56,13 @@ def binary_mlp(
             f"depth={depth!r}, hidden_units={hidden_units!r}, classes={classes!r}."
         )
 
+    binary = _BinaryLayers(kernel_quantizer, kernel_initializer, kernel_constraint,
+                           batch_norm_affine)
     inputs = tf.keras.Input(input_shape)
     x = tf.keras.layers.Flatten()(inputs) if len(input_shape) > 1 else inputs
-    for index in range(depth + 1):
-        last = index == depth
-        x = larq.layers.QuantDense(
-            classes if last else hidden_units,
-            kernel_quantizer=_fresh(kernel_quantizer),
-            kernel_initializer=_fresh(kernel_initializer),
-            kernel_constraint=_fresh(kernel_constraint),
-            use_bias=False,
-        )(x)
-        x = tf.keras.layers.BatchNormalization(
-            center=batch_norm_affine, scale=batch_norm_affine
-        )(x)
-        if not last:
-            x = tf.keras.layers.ReLU()(x)
-    return tf.keras.Model(inputs, x, name=name)
+    for _ in range(depth):
+        x = tf.keras.layers.ReLU()(binary.dense_bn(x, hidden_units))
+    return tf.keras.Model(inputs, binary.dense_bn(x, classes), name=name)
 
 
 def _fresh(spec):
