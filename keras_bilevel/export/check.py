@@ -1,0 +1,175 @@
+"""The self-check of an export: run the written file and compare it with the model.
+
+Takes the file's content, the sample inputs and the outputs the source model gave on
+them (its reference outputs), and nothing else: it knows neither Larq nor how the file
+was made, so the Larq export and a Keras 3 export check their files the same way.
+TFLite files run in the LiteRT interpreter (`ai_edge_litert`, which replaces the
+deprecated `tf.lite.Interpreter`), LCE files in Larq Compute Engine's interpreter.
+
+The comparison, with `scale = max |reference|` (1 if the reference is all zeros):
+
+    max_abs_diff = max |file output - reference|
+    max_rel_diff = max_abs_diff / scale        (must be <= tolerance)
+    argmax_agreement = mean(argmax(file output, -1) == argmax(reference, -1))
+
+!!! example
+    ```python
+    x = sample_inputs((784,), seed=0)
+    reference = model.predict(x)
+    report = check_file("model.tflite", content, x, reference,
+                        format="tflite-int8", float32_size_bytes=len(float_content))
+    ```
+"""
+
+import numpy as np
+
+from keras_bilevel.export.report import ExportError, ExportReport
+from keras_bilevel.export.tflite_file import inspect_flatbuffer
+
+__all__ = ["DEFAULT_TOLERANCE", "check_file", "run_lce", "run_tflite", "sample_inputs"]
+
+# Relative to the output scale (the largest |output| of the model on the samples).
+DEFAULT_TOLERANCE = 1e-4
+_INTERPRETERS = ("litert", "lce")
+
+
+def sample_inputs(input_shape, samples=None, num_samples=None, seed=0):
+    """The inputs to compare on: `samples` checked, or standard normal draws.
+
+    # Arguments
+        input_shape: the shape of one input, without the batch axis.
+        samples: inputs of shape `(N, *input_shape)`, N >= 1; None to draw them.
+        num_samples: how many to draw: default 1000 for inputs of at most 1024 values,
+            else 64.
+        seed: seed of the draws.
+
+    # Returns
+        A float32 array of shape `(N, *input_shape)`.
+    """
+    shape = tuple(input_shape)
+    if samples is None:
+        if num_samples is None:
+            num_samples = 1000 if int(np.prod(shape)) <= 1024 else 64
+        rng = np.random.default_rng(seed)
+        return rng.standard_normal((num_samples, *shape)).astype(np.float32)
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.shape[1:] != shape or len(samples) == 0:
+        raise ValueError(
+            f"`samples` must be an array of shape (N, {', '.join(map(str, shape))}) with "
+            f"N >= 1, got shape {samples.shape}."
+        )
+    return samples
+
+
+def run_tflite(content, x, batch_size=256):
+    """Outputs of a TFLite flatbuffer on `x` in the LiteRT interpreter, batch by batch.
+
+    A file with a fixed batch size gets its batches padded with zeros (the padding's
+    outputs are dropped); otherwise the input is resized to each batch.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=bytes(content))
+    (input_details,) = interpreter.get_input_details()
+    (output_details,) = interpreter.get_output_details()
+    fixed_batch = int(input_details["shape_signature"][0])
+    batch_size = fixed_batch if fixed_batch > 0 else batch_size
+    outputs, current = [], None
+    for start in range(0, len(x), batch_size):
+        batch = x[start : start + batch_size]
+        count = len(batch)
+        if fixed_batch > 0 and count < fixed_batch:
+            padding = np.zeros((fixed_batch - count, *x.shape[1:]), x.dtype)
+            batch = np.concatenate([batch, padding])
+        if batch.shape != current:
+            interpreter.resize_tensor_input(input_details["index"], batch.shape)
+            interpreter.allocate_tensors()
+            current = batch.shape
+        interpreter.set_tensor(input_details["index"], batch)
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(output_details["index"])[:count].copy())
+    return np.concatenate(outputs)
+
+
+def run_lce(content, x):
+    """Outputs of a Larq Compute Engine file on `x` in LCE's interpreter."""
+    from larq_compute_engine.tflite.python.interpreter import Interpreter
+
+    return np.asarray(Interpreter(content).predict(x))
+
+
+def check_file(
+    path,
+    content,
+    samples,
+    reference,
+    *,
+    format,
+    float32_size_bytes,
+    interpreter="litert",
+    tolerance=DEFAULT_TOLERANCE,
+    notes=(),
+    verbose=True,
+):
+    """Runs an exported file on `samples`, compares it with `reference`, reports.
+
+    # Arguments
+        path: where the file was written (named in the report).
+        content: the file's bytes.
+        samples: the inputs, shape `(N, ...)` (see `sample_inputs`).
+        reference: the source model's outputs on `samples`.
+        format: the report's format label, e.g. `"tflite-int8"`.
+        float32_size_bytes: the size of the float32 TFLite file of the same model.
+        interpreter: `"litert"` (TFLite files) or `"lce"` (files with LCE ops).
+        tolerance: the largest accepted `max_rel_diff`.
+        notes: warnings to carry in the report.
+        verbose: print the report.
+
+    # Returns
+        The `ExportReport`.
+
+    # Raises
+        ExportError: `max_rel_diff > tolerance` (the file stays at `path`).
+    """
+    if interpreter not in _INTERPRETERS:
+        raise ValueError(
+            f"`interpreter` must be one of {_INTERPRETERS}, got {interpreter!r}."
+        )
+    run = run_lce if interpreter == "lce" else run_tflite
+    reference = np.asarray(reference, np.float32)
+    outputs = np.asarray(run(content, samples), np.float32).reshape(reference.shape)
+    ops, weights, hybrid = inspect_flatbuffer(content)
+    max_abs = float(np.max(np.abs(outputs - reference)))
+    scale = float(np.max(np.abs(reference))) or 1.0
+    agreement = None
+    if reference.ndim >= 2 and reference.shape[-1] > 1:
+        agreement = float(np.mean(np.argmax(outputs, -1) == np.argmax(reference, -1)))
+    report = ExportReport(
+        path=path,
+        format=format,
+        size_bytes=len(content),
+        float32_size_bytes=float32_size_bytes,
+        size_vs_float32=len(content) / float32_size_bytes,
+        ops=ops,
+        binary_ops=sum(count for name, count in ops.items() if name.startswith("Lce")),
+        hybrid_ops=hybrid,
+        binary_weights=weights,
+        num_samples=len(reference),
+        max_abs_diff=max_abs,
+        output_scale=scale,
+        max_rel_diff=max_abs / scale,
+        argmax_agreement=agreement,
+        tolerance=tolerance,
+        warnings=list(notes),
+    )
+    if verbose:
+        print(report)
+    if not report.passed:
+        raise ExportError(
+            f"{path} does not compute what the Keras model computes: max difference "
+            f"{max_abs:.3g} = {report.max_rel_diff:.3g} of the output scale {scale:.4g}, "
+            f"above the tolerance {tolerance:g} (the file is left there for inspection).\n"
+            f"{report}",
+            report,
+        )
+    return report
