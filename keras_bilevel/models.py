@@ -10,6 +10,8 @@ inputs by default, 3x3 convolutions, and a `width` multiplier of every layer's n
 filters and units for small variants.
 """
 
+import keras_bilevel._keras2  # noqa: F401  (Keras 2 mode before TensorFlow)
+
 import math
 import numbers
 
@@ -89,10 +91,10 @@ def vgg16(
     32x32 inputs) and one binary dense layer to `classes`, followed by a BatchNorm on the
     logits (no softmax). No biases anywhere: BatchNorm follows every binary layer.
 
-    Parameters at default settings: 14,724,066 in all, of which 14,715,584 trainable
-    (the latent binary kernels: 14,710,464 in the convolutions, 5,120 in the dense layer),
-    8,468 BatchNorm moving statistics (2 per channel) and 14 AdaSTE `mu` scalars (one per
-    binary layer).
+    Parameters at default settings: 14,724,052 in all, of which 14,715,584 trainable
+    (the latent binary kernels: 14,710,464 in the convolutions, 5,120 in the dense layer)
+    and 8,468 BatchNorm moving statistics (2 per channel); AdaSTE's `mu` is training
+    state, not a parameter.
 
     `kernel_quantizer`, `kernel_initializer` and `kernel_constraint` may be identifiers
     (a fresh object is made for every layer) or zero-argument factories, as in
@@ -141,10 +143,10 @@ def vgg_small(
     BatchNorm, and every hidden one by a full-precision ReLU (pooling after the ReLU);
     the last BatchNorm is on the logits (no softmax). No biases anywhere.
 
-    Parameters at default settings: 14,029,725 in all, of which 14,022,016 trainable
+    Parameters at default settings: 14,029,716 in all, of which 14,022,016 trainable
     (the latent binary kernels: 4,574,592 in the convolutions, 9,447,424 in the dense
-    layers), 7,700 BatchNorm moving statistics (2 per channel) and 9 AdaSTE `mu` scalars
-    (one per binary layer).
+    layers) and 7,700 BatchNorm moving statistics (2 per channel); AdaSTE's `mu` is
+    training state, not a parameter.
 
     `kernel_quantizer`, `kernel_initializer` and `kernel_constraint` may be identifiers
     (a fresh object is made for every layer) or zero-argument factories, as in
@@ -199,10 +201,10 @@ def resnet18(
     binary layer is followed by BatchNorm, the last one on the logits (no softmax); ReLUs
     are full precision; no biases anywhere.
 
-    Parameters at default settings: 11,173,993 in all, of which 11,164,352 trainable
+    Parameters at default settings: 11,173,972 in all, of which 11,164,352 trainable
     (the latent binary kernels: 11,159,232 in the convolutions, 5,120 in the dense
-    layer), 9,620 BatchNorm moving statistics (2 per channel) and 21 AdaSTE `mu` scalars
-    (one per binary layer).
+    layer) and 9,620 BatchNorm moving statistics (2 per channel); AdaSTE's `mu` is
+    training state, not a parameter.
 
     `kernel_quantizer`, `kernel_initializer` and `kernel_constraint` may be identifiers
     (a fresh object is made for every layer) or zero-argument factories, as in

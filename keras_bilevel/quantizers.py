@@ -6,6 +6,8 @@ attaches the AdaSTE backward pass with `tf.custom_gradient`. The formulas themse
 in `keras_bilevel.math`; this module must not re-implement them.
 """
 
+import keras_bilevel._keras2  # noqa: F401  (Keras 2 mode before TensorFlow)
+
 import logging
 import numbers
 import sys
@@ -55,9 +57,15 @@ class AdaSTE(larq.quantizers._BaseQuantizer):
     \\(\min(\mathrm{jump}(\theta)/|\theta|, \text{max\_scale})\\) when the step pushes
     \\(\theta\\) toward a flip (see `keras_bilevel.math.backward_scale` for every case).
 
-    `mu` is a non-trainable float32 variable owned by the quantizer (`quantizer.mu`),
-    saved with the model's weights; `keras_bilevel.callbacks.AnnealMu` raises it each
-    epoch. The latent weights are unbounded by design (the method initialises them to
+    `mu` is a float32 variable owned by the quantizer (`quantizer.mu`):
+    `keras_bilevel.callbacks.AnnealMu` raises it each epoch. It is training state, not a
+    parameter: it is not in `layer.weights`, so `count_params()`, `model.summary()` and
+    `larq.models.summary()` count the same weights as with `"ste_sign"`, but it is saved
+    and restored by `.keras`, SavedModel, `tf.train.Checkpoint` and `BackupAndRestore`
+    (as a tracked variable) and by `.h5` model files (its value at save time is the
+    config's `current_mu`; `mu` in the config stays the initial value the schedules
+    start from). Weights-only `.h5` files (`save_weights("w.h5")`) do not keep it.
+    The latent weights are unbounded by design (the method initialises them to
     +-10 and lets them grow), so no `kernel_constraint` is needed and Larq's warning about
     starved weights is not shown for AdaSTE layers.
 
@@ -141,6 +149,8 @@ class AdaSTE(larq.quantizers._BaseQuantizer):
         self.relaxed_forward = relaxed_forward
         self.sum_over_replicas = sum_over_replicas
         self._loss_scale = None
+        # A tracked variable (checkpoints, SavedModel and `.keras` keep it) that
+        # `weights` leaves out: see `non_trainable_weights`.
         self._mu = self.add_weight(
             name="mu",
             shape=(),
@@ -162,8 +172,12 @@ class AdaSTE(larq.quantizers._BaseQuantizer):
 
     @property
     def non_trainable_weights(self):
-        # Larq's base hides its metric variables here; mu must be saved with the model.
-        return [self._mu]
+        """None: mu is state, not a parameter, and Larq's metric variables are hidden.
+
+        So a layer with AdaSTE counts, summarises and profiles the weights it would
+        have with `"ste_sign"`.
+        """
+        return []
 
     def backward_kwargs(self):
         """The static hyperparameters of `keras_bilevel.math.backward_scale`."""
@@ -250,7 +264,20 @@ class AdaSTE(larq.quantizers._BaseQuantizer):
             "relaxed_forward": self.relaxed_forward,
             "sum_over_replicas": self.sum_over_replicas,
             "metrics": self._custom_metrics,
+            "current_mu": float(tf.keras.backend.get_value(self._mu)),
         }
+
+    @classmethod
+    def from_config(cls, config):
+        """Builds the quantizer from `get_config()`, with mu set to `current_mu`."""
+        config = dict(config)
+        current_mu = config.pop("current_mu", None)
+        if current_mu is not None:
+            _check("current_mu", current_mu, lambda v: v >= 0, ">= 0")
+        quantizer = cls(**config)
+        if current_mu is not None:
+            quantizer.mu.assign(current_mu)
+        return quantizer
 
 
 _warned_unlinked = []

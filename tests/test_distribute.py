@@ -152,7 +152,7 @@ def _latent_gradient(policy_name, link, loss_scale=2.0**15):
     layer = larq.layers.QuantDense(32, kernel_quantizer=AdaSTE(), use_bias=False,
                                    dtype=policy_name)
     layer.build((None, 8))
-    layer.set_weights([theta.astype(np.float32), np.float32(0.01)])
+    layer.set_weights([theta.astype(np.float32)])
     optimizer = tf.keras.optimizers.SGD(1.0)
     if policy_name == "mixed_float16":
         optimizer = tf.keras.mixed_precision.LossScaleOptimizer(

@@ -43,6 +43,34 @@ def test_keras3_already_bound_raises_a_clear_import_error(before):
     assert "TF_USE_LEGACY_KERAS=1" in output and "import keras_bilevel" in output
 
 
+# With TF_USE_LEGACY_KERAS=1 set by the user (as Larq's documentation says), `tf.keras` is
+# Keras 2 whatever is imported first; keras_bilevel must accept every order.
+IMPORT_ORDERS = [
+    "import larq; import keras_bilevel",
+    "import keras_bilevel; import larq",
+    "import tensorflow.keras; import keras_bilevel",
+    "from tensorflow.keras import layers; import keras_bilevel",
+    "from tensorflow.keras.optimizers import legacy; import keras_bilevel",
+    "import tensorflow as tf; tf.keras.layers.Dense; import keras_bilevel",
+    "import tf_keras; import keras_bilevel",
+    "import larq; import keras_bilevel._keras2; import keras_bilevel.quantizers",
+]
+
+
+@pytest.mark.parametrize("order", IMPORT_ORDERS)
+def test_any_import_order_works_when_the_user_set_legacy_keras(order):
+    code = f"""
+{order}
+import keras_bilevel, larq, tensorflow as tf
+assert tf.keras.Model.__module__.startswith("tf_keras"), tf.keras.Model.__module__
+layer = larq.layers.QuantDense(3, kernel_quantizer="ada_ste")
+assert isinstance(layer.kernel_quantizer, keras_bilevel.AdaSTE)
+print("OK")
+"""
+    status, output = _run(code, TF_USE_LEGACY_KERAS="1")
+    assert status == 0 and "OK" in output, output
+
+
 def test_explicit_keras3_setting_is_overridden_before_tf_keras_is_used():
     code, output = _run(WORKS.format(before=""), TF_USE_LEGACY_KERAS="0")
     assert code == 0 and "OK" in output, output

@@ -19,15 +19,15 @@ IMAGE_BUILDERS = [models.vgg16, models.vgg_small, models.resnet18]
 BINARY_LAYERS = (larq.layers.QuantConv2D, larq.layers.QuantDense)
 
 
-def _expected(kernels, bn_channels, quantizer_variables, affine=False):
+def _expected(kernels, bn_channels, affine=False):
     """(total, trainable) parameters from per-layer kernel sizes and BatchNorm widths.
 
     BatchNorm keeps 2 moving statistics per channel (non-trainable), plus a trainable
-    scale and offset per channel when affine; each AdaSTE quantizer owns one scalar `mu`.
+    scale and offset per channel when affine. AdaSTE's `mu` is state, not a weight.
     """
     bn_trainable = 2 * sum(bn_channels) if affine else 0
     trainable = sum(kernels) + bn_trainable
-    total = trainable + 2 * sum(bn_channels) + quantizer_variables
+    total = trainable + 2 * sum(bn_channels)
     return total, trainable
 
 
@@ -48,12 +48,10 @@ def _trainable_count(model):
 MLP_DEFAULT = _expected(  # 784-1024-1024-1024-10
     kernels=[784 * 1024, 1024 * 1024, 1024 * 1024, 1024 * 10],
     bn_channels=[1024, 1024, 1024, 10],
-    quantizer_variables=4,
 )
 MLP_SMALL_AFFINE = _expected(  # 64-32-32-5, affine BatchNorm
     kernels=[64 * 32, 32 * 32, 32 * 5],
     bn_channels=[32, 32, 5],
-    quantizer_variables=3,
     affine=True,
 )
 VGG16_DEFAULT = _expected(
@@ -66,7 +64,6 @@ VGG16_DEFAULT = _expected(
         1 * 1 * 512 * 10,  # flatten of 1x1x512 -> 10
     ],
     bn_channels=[64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512, 10],
-    quantizer_variables=14,
 )
 VGG16_QUARTER_100 = _expected(  # width=0.25, classes=100
     kernels=[
@@ -78,7 +75,6 @@ VGG16_QUARTER_100 = _expected(  # width=0.25, classes=100
         1 * 1 * 128 * 100,
     ],
     bn_channels=[16, 16, 32, 32, 64, 64, 64, 128, 128, 128, 128, 128, 128, 100],
-    quantizer_variables=14,
 )
 VGG_SMALL_DEFAULT = _expected(
     kernels=[
@@ -90,7 +86,6 @@ VGG_SMALL_DEFAULT = _expected(
         1024 * 10,
     ],
     bn_channels=[128, 128, 256, 256, 512, 512, 1024, 1024, 10],
-    quantizer_variables=9,
 )
 VGG_SMALL_EIGHTH_GRAY_STE = _expected(  # width=0.125, 16x16x1 input, STE, affine
     kernels=[
@@ -102,7 +97,6 @@ VGG_SMALL_EIGHTH_GRAY_STE = _expected(  # width=0.125, 16x16x1 input, STE, affin
         128 * 10,
     ],
     bn_channels=[16, 16, 32, 32, 64, 64, 128, 128, 10],
-    quantizer_variables=0,  # SteSign has no variables
     affine=True,
 )
 RESNET18_DEFAULT = _expected(
@@ -119,7 +113,6 @@ RESNET18_DEFAULT = _expected(
     ],
     bn_channels=[64, 64, 64, 64, 64, 128, 128, 128, 128, 128, 256, 256, 256, 256, 256,
                  512, 512, 512, 512, 512, 10],
-    quantizer_variables=21,
 )
 RESNET18_QUARTER_100_GRAY = _expected(  # width=0.25, classes=100, 28x28x1 input
     kernels=[
@@ -135,7 +128,6 @@ RESNET18_QUARTER_100_GRAY = _expected(  # width=0.25, classes=100, 28x28x1 input
     ],
     bn_channels=[16, 16, 16, 16, 16, 32, 32, 32, 32, 32, 64, 64, 64, 64, 64,
                  128, 128, 128, 128, 128, 100],
-    quantizer_variables=21,
 )
 
 SIZES = [

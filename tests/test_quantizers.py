@@ -167,7 +167,7 @@ class TestLayers:
         # |theta| <= 1, where ste_sign's gradient is exactly the incoming one (g).
         weights = [rng.uniform(-1, 1, w.shape).astype(np.float32) for w in twin.get_weights()]
         twin.set_weights(weights)
-        layer.set_weights(weights + [np.float32(0.01)] * len(kernels))
+        layer.set_weights(weights)  # the same weights: mu is not one of them
         x = rng.standard_normal(shape).astype(np.float32)
         c = rng.standard_normal(twin(x).shape).astype(np.float32)
 
@@ -221,14 +221,18 @@ class TestLayers:
         assert keys, history.history
         assert all(0.0 <= v <= 1.0 for v in history.history[keys[0]])
 
-    def test_mu_is_a_saved_non_trainable_variable(self):
+    def test_mu_is_tracked_state_not_a_weight(self, tmp_path):
         layer = larq.layers.QuantDense(3, kernel_quantizer="ada_ste")
         model = tf.keras.Sequential([tf.keras.Input((4,)), layer])
         q = layer.kernel_quantizer
         assert isinstance(q.mu, tf.Variable) and not q.mu.trainable
         assert q.mu.dtype == tf.float32
-        assert any(w is q.mu for w in model.non_trainable_weights)
-        assert not any(w is q.mu for w in model.trainable_weights)
+        assert not any(w is q.mu for w in model.weights)
+        assert len(model.get_weights()) == 2
+        # still reachable by the checkpoint graph, under the quantizer
+        path = tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
+        names = [name for name, _ in tf.train.list_variables(path)]
+        assert any("kernel_quantizer/mu" in name for name in names), names
 
 
 class TestArguments:
@@ -265,6 +269,19 @@ class TestArguments:
         assert float(clone.mu.numpy()) == pytest.approx(0.3)
         again = larq.quantizers.get(larq.quantizers.serialize(q))
         assert isinstance(again, AdaSTE) and again.get_config() == config
+
+    def test_config_carries_the_current_mu(self):
+        q = AdaSTE(mu=0.02)
+        q.mu.assign(0.7)
+        config = q.get_config()
+        assert config["mu"] == 0.02  # the initial mu, where the schedules start
+        assert config["current_mu"] == pytest.approx(0.7)
+        clone = AdaSTE.from_config(config)
+        assert clone.initial_mu == 0.02 and float(clone.mu.numpy()) == pytest.approx(0.7)
+        older = {k: v for k, v in config.items() if k != "current_mu"}
+        assert float(AdaSTE.from_config(older).mu.numpy()) == pytest.approx(0.02)
+        with pytest.raises(ValueError, match="`current_mu` must be >= 0, got -1.0"):
+            AdaSTE.from_config({**config, "current_mu": -1.0})
 
     def test_exported_names(self):
         assert keras_bilevel.AdaSTE is keras_bilevel.quantizers.AdaSTE

@@ -30,7 +30,7 @@ class TestFitStep:
             [tf.keras.Input((d,)), larq.layers.QuantDense(units, kernel_quantizer=q,
                                                           use_bias=False)]
         )
-        model.layers[0].set_weights([theta, np.float32(mu)])
+        model.layers[0].set_weights([theta])
         model.compile(tf.keras.optimizers.SGD(lr), "mse", jit_compile=jit)
         model.fit(x, t, batch_size=n, epochs=1, shuffle=False, verbose=0)
 
@@ -101,7 +101,7 @@ class TestInference:
         for src, dst in zip(model.layers, plain.layers):
             weights = src.get_weights()
             if isinstance(src, larq.layers.QuantDense):
-                weights = [_sign(weights[0])] + weights[1:-1]  # drop mu (last)
+                weights = [_sign(weights[0])] + weights[1:]
             dst.set_weights(weights)
         np.testing.assert_allclose(model.predict(x, verbose=0), plain.predict(x, verbose=0),
                                    rtol=1e-5, atol=1e-6)
