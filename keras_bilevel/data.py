@@ -19,12 +19,14 @@ of the keras_bilevel repository.
     ```
 """
 
+import keras_bilevel._keras2  # noqa: F401  (Keras 2 mode before TensorFlow)
+
 import dataclasses
 import gzip
 import math
 import numbers
 import os
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -160,7 +162,9 @@ class DataSplits:
 
     # Attributes
         train: `tf.data.Dataset` of `(image, label)` batches, shuffled (and, for CIFAR
-            with `augment`, randomly cropped and flipped) anew every epoch.
+            with `augment`, randomly cropped and flipped) anew every time it is iterated,
+            that is every epoch of `fit`. For a run that must resume exactly, use
+            `train_epochs`, whose epochs are numbered.
         validation: the same for the validation split, in a fixed order, unaugmented;
             None when `validation_fraction=0`.
         test: the same for the test split.
@@ -171,6 +175,8 @@ class DataSplits:
             when there is no validation split).
         batch_size: examples per batch (the last batch of an epoch may be smaller).
         mean, std: per-channel statistics the images were standardised with.
+        epoch_batches: `epoch -> tf.data.Dataset`, the training batches of one epoch
+            (what `train_epochs` chains).
     """
 
     train: tf.data.Dataset
@@ -185,11 +191,33 @@ class DataSplits:
     batch_size: int
     mean: Tuple[float, ...]
     std: Tuple[float, ...]
+    epoch_batches: Callable[[int], tf.data.Dataset] = dataclasses.field(repr=False)
 
     @property
     def steps_per_epoch(self):
         """Training batches per epoch, `ceil(num_train / batch_size)`."""
         return math.ceil(self.num_train / self.batch_size)
+
+    def train_epochs(self, initial_epoch, epochs):
+        """The training batches of epochs `initial_epoch, ..., epochs - 1`, in one dataset.
+
+        Epoch `e` (0-based) is shuffled (and augmented) by `(seed, e)` alone, so a run
+        resumed at epoch `e` sees exactly the batches an uninterrupted run sees there.
+        Pass `steps_per_epoch` to `fit` with it.
+
+        !!! example
+            ```python
+            model.fit(splits.train_epochs(3, 10), initial_epoch=3, epochs=10,
+                      steps_per_epoch=splits.steps_per_epoch)
+            ```
+        """
+        if not 0 <= initial_epoch <= epochs:
+            raise ValueError("`initial_epoch` must be in [0, epochs], got initial_epoch="
+                             f"{initial_epoch!r} with epochs={epochs!r}.")
+        batches = tf.data.Dataset.range(initial_epoch, epochs).flat_map(self.epoch_batches)
+        steps = (epochs - initial_epoch) * self.steps_per_epoch
+        return batches.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(
+            tf.data.AUTOTUNE)
 
 
 def load(name, batch_size=128, validation_fraction=0.1, seed=0, data_dir=None,
@@ -216,8 +244,11 @@ def load(name, batch_size=128, validation_fraction=0.1, seed=0, data_dir=None,
     slicing `train[N:]`, and `train[:N]` for training), so it is the same for every
     `seed`. The result depends only on the arguments: two calls with the same `seed`
     give identical batches, shuffling and augmentation included, epoch after epoch
-    (TensorFlow combines these seeds with its global seed, so set the same
-    `tf.random.set_seed`, or none, to compare across processes).
+    (TensorFlow combines the shuffle's seed with its global seed, so set the same
+    `tf.random.set_seed`, or none, to compare across processes). `train` draws a
+    fresh epoch each time it is iterated; `train_epochs(initial_epoch, epochs)` gives
+    epoch `e` by its index, the same in every process, which is what resuming an
+    interrupted run needs.
 
     # Arguments
         name: one of `DATASETS`.
@@ -267,25 +298,39 @@ def load(name, batch_size=128, validation_fraction=0.1, seed=0, data_dir=None,
     # Two independent seeds for the shuffle and the augmentation, both fixed by `seed`.
     shuffle_seed, augment_seed = (
         int(s) for s in np.random.SeedSequence([seed, 0x5EED]).generate_state(2))
+    augmented = augment and name in _AUGMENTED
 
-    train = source.train.shuffle(shuffle_buffer or source.num_train, seed=shuffle_seed,
-                                 reshuffle_each_iteration=True)
-    if augment and name in _AUGMENTED:
-        # One int64 per example, a new stream every epoch, seeds the stateless crop/flip.
-        draws = tf.data.Dataset.random(seed=augment_seed, rerandomize_each_iteration=True)
-        train = tf.data.Dataset.zip((train, draws)).map(
-            _crop_and_flip, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-
-    def batches(dataset):
-        dataset = dataset.batch(batch_size).map(
+    def batched(examples):
+        return examples.batch(batch_size).map(
             lambda images, labels: ((_to_unit(images) - mean) / std, labels),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return dataset.prefetch(tf.data.AUTOTUNE)
+
+    def epoch_batches(epoch):
+        # The order and the crops of one epoch depend on (seed, epoch) and nothing else:
+        # traced here, the shuffle would also mix in TensorFlow's global seed, and
+        # fails on a global seed of 0 with a seed tensor, so it gets none.
+        tf.compat.v1.set_random_seed(None)
+        examples = source.train.shuffle(shuffle_buffer or source.num_train,
+                                        seed=_derived_seed(shuffle_seed, epoch),
+                                        reshuffle_each_iteration=False)
+        if augmented:
+            draws = _derived_seed(augment_seed, epoch)
+            examples = examples.enumerate().map(
+                lambda index, example: _crop_and_flip(example, _derived_seed(draws, index)),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return batched(examples)
+
+    # Iterated anew (each `fit` epoch), `train` plays an epoch whose index is drawn afresh.
+    fresh_epoch = tf.data.Dataset.random(seed=shuffle_seed, rerandomize_each_iteration=True)
+    train = fresh_epoch.take(1).flat_map(epoch_batches)
+
+    def prefetched(examples):
+        return None if examples is None else batched(examples).prefetch(tf.data.AUTOTUNE)
 
     return DataSplits(
-        train=batches(train),
-        validation=None if source.validation is None else batches(source.validation),
-        test=batches(source.test),
+        train=train.prefetch(tf.data.AUTOTUNE),
+        validation=prefetched(source.validation),
+        test=prefetched(source.test),
         name=name,
         input_shape=source.input_shape,
         classes=source.classes,
@@ -295,6 +340,7 @@ def load(name, batch_size=128, validation_fraction=0.1, seed=0, data_dir=None,
         batch_size=int(batch_size),
         mean=tuple(mean),
         std=tuple(std),
+        epoch_batches=epoch_batches,
     )
 
 
@@ -442,6 +488,13 @@ def _to_unit(images):
     if images.dtype == tf.uint8:
         return tf.cast(images, tf.float32) / 255.0
     return tf.cast(images, tf.float32)
+
+
+def _derived_seed(seed, index):
+    """An int64 that depends on the two int64s `seed` and `index` only (stateless)."""
+    key = tf.stack([tf.cast(seed, tf.int64), tf.cast(index, tf.int64)])
+    return tf.random.stateless_uniform([], seed=key, minval=None, maxval=None,
+                                       dtype=tf.int64)
 
 
 def _crop_and_flip(example, draw):

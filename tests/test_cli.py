@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from keras_bilevel import cli
+from keras_bilevel import cli, data, recipes
 
 
 @pytest.fixture(scope="module")
@@ -102,14 +102,66 @@ class TestErrors:
         assert len(err) == 1 and err[0].startswith("keras-bilevel: error:"), err
         assert fragment in err[0]
 
-    def test_missing_data_is_one_line(self, tmp_path, capsys):
+    def test_missing_data_is_one_line(self, tmp_path, capsys, monkeypatch):
+        monkeypatch.chdir(tmp_path)
         assert cli.main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path),
                          "--epochs", "1"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "mnist" in err[0], err
+        assert not (tmp_path / "runs").exists()  # nothing written for a run that never began
 
     def test_console_script_help(self):
         result = subprocess.run([sys.executable, "-m", "keras_bilevel", "train", "--help"],
                                 capture_output=True, text=True, timeout=120,
                                 env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
         assert result.returncode == 0 and "--method" in result.stdout
+
+
+MODEL_FORMATS = "MODEL must be a .keras file, a .h5/.hdf5 file or a SavedModel directory"
+
+
+class TestModelFiles:
+    """MODEL is checked before anything is loaded: what is not a model gets one line."""
+
+    @pytest.mark.parametrize("command", ["evaluate", "export"])
+    @pytest.mark.parametrize("name,content,fragment", [
+        ("README.md", b"# a readme", "is not a model"),
+        ("model.keras", b"not a zip", "its contents are not that format"),
+        ("model.h5", b"not hdf5", "its contents are not that format"),
+        ("saved", None, "is a directory without saved_model.pb"),
+    ])
+    def test_not_a_model(self, tmp_path, capsys, command, name, content, fragment):
+        path = tmp_path / name
+        if content is None:
+            path.mkdir()
+        else:
+            path.write_bytes(content)
+        assert cli.main([command, str(path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("keras-bilevel: error:"), err
+        assert fragment in err[0] and MODEL_FORMATS in err[0], err
+
+    def test_real_formats_pass_the_check(self, tmp_path):
+        import h5py
+        import tensorflow as tf
+
+        with h5py.File(tmp_path / "weights.hdf5", "w") as f:
+            f["x"] = [1.0]
+        tf.saved_model.save(tf.Module(), str(tmp_path / "saved"))
+        for path in ("weights.hdf5", "saved"):
+            cli.check_model_path(str(tmp_path / path))
+
+
+class TestImports:
+    def test_the_parser_knows_the_package_names(self):
+        assert cli.DATASETS == data.DATASETS
+        assert cli.METHODS == tuple(sorted(recipes.METHODS))
+
+    def test_parsing_loads_no_tensorflow(self):
+        code = ("import sys; import keras_bilevel.cli as cli; cli.build_parser().parse_args("
+                "['train', '--method', 'ste']); print(sorted({m.split('.')[0] for m in "
+                "sys.modules} & {'tensorflow', 'larq', 'tf_keras'}))")
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "[]"
