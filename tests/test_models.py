@@ -166,7 +166,8 @@ def test_parameter_counts(builder, kwargs, expected):
 ])
 def test_docstring_states_the_default_counts(builder, expected):
     total, trainable = expected
-    assert f"{total:,} in all, of which {trainable:,} trainable" in builder.__doc__
+    doc = " ".join(builder.__doc__.split())
+    assert f"{total:,} parameters, {trainable:,} of them trainable" in doc
 
 
 # ---- every kernel binary -------------------------------------------------------------
