@@ -1,5 +1,7 @@
 """Initialisers for binary latent weights."""
 
+import keras_bilevel._keras2  # noqa: F401  (Keras 2 mode before TensorFlow)
+
 import larq
 import tensorflow as tf
 

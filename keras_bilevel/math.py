@@ -1,41 +1,34 @@
-"""The AdaSTE formulas as pure tensor functions.
+"""The AdaSTE formulas bound to TensorFlow (the Larq front end).
 
-This module is the one place where the mathematics of AdaSTE lives: the minimiser of the
-relaxed inner problem (the forward pass) and the adaptive scale of the backward pass, in
-both variants. Everything else in `keras_bilevel` calls these functions.
-
-It must not import Keras or Larq and holds no state: every function takes tensors (or
-Python numbers) and returns tensors. All arithmetic is done in float32, also for
-float16/bfloat16 inputs; results are cast back to the input's dtype.
+The formulas are written once, in `keras_bilevel._formulas`, against a small namespace
+of tensor operations; this module supplies TensorFlow's and exports the bound functions:
+`inner_solution` (the forward pass w*), `backward_scale` and `adaste_gradient` (the
+backward pass, both variants), `sign` and `is_exact_binarizer`. They take tensors (or
+Python numbers), return tensors, hold no state and compute in float32, casting results
+back to the input's dtype. This module must not import Keras or Larq;
+`keras_bilevel.keras3.math` is the same formulas bound to `keras.ops`.
 
 Notation (see `shared/adaste-math.md`): `theta` latent weight, `g` the incoming gradient
 d loss / d w, `mu` the relaxation parameter, `alpha` the well offset.
+
+!!! example
+    ```python
+    from keras_bilevel import math as ada_math
+    ada_math.backward_scale(tf.constant([-10.0, 0.3]), tf.constant([-0.01, 0.01]), mu=0.01)
+    # [0.101, 0.5]
+    ```
 """
+
+import keras_bilevel._keras2  # noqa: F401  (Keras 2 mode before TensorFlow)
 
 import tensorflow as tf
 
-__all__ = [
-    "VARIANTS",
-    "EXACT_BINARIZER_RTOL",
-    "REFERENCE_EXACT_THETA_EPS",
-    "sign",
-    "is_exact_binarizer",
-    "inner_solution",
-    "backward_scale",
-    "adaste_gradient",
-]
+from keras_bilevel import _formulas
+from keras_bilevel._formulas import EXACT_BINARIZER_RTOL, REFERENCE_EXACT_THETA_EPS, VARIANTS  # noqa: F401,E501
 
-VARIANTS = ("symmetric", "reference")
+__all__ = [*_formulas.CONSTANTS, *_formulas.FORMULAS]
 
-# `mu * alpha >= 1` is tested with this relative tolerance: in float32, 100 * 0.01 can
-# round to either side of 1.
-EXACT_BINARIZER_RTOL = 1e-6
-
-# In the `reference` variant, once mu * alpha >= 1, the dead band in theta is this wide
-# (the public reference code hard-codes it), whatever `theta_eps` is.
-REFERENCE_EXACT_THETA_EPS = 1e-3
-
-# Guards the division by |theta|; |theta| this small is always inside the dead band.
+# Clips the argument of the reciprocal; |theta| this small is always inside the dead band.
 _TINY = 1e-30
 
 
@@ -44,158 +37,12 @@ def _f32(x):
     return x if x.dtype == tf.float32 else tf.cast(x, tf.float32)
 
 
-def sign(x):
-    r"""Binary sign with `sign(0) = +1`.
-
-    \\[ \mathrm{sgn}(x) = \begin{cases} +1 & x \geq 0 \\\ -1 & x < 0 \end{cases} \\]
-
-    Same values as `larq.math.sign`, in one select.
-
-    !!! example
-        ```python
-        sign(tf.constant([-2.0, 0.0, 3.0]))  # [-1., 1., 1.]
-        ```
-    """
-    x = tf.convert_to_tensor(x)
-    one = tf.ones_like(x)
-    return tf.where(x >= 0, one, -one)
-
-
-def is_exact_binarizer(mu, alpha):
-    r"""Whether the relaxation has become an exact binariser: \\(\mu\alpha \geq 1\\).
-
-    Compared with a relative tolerance of `EXACT_BINARIZER_RTOL`, so that `mu = 100`,
-    `alpha = 0.01` counts as exact in float32. Returns a boolean tensor.
-    """
-    return _f32(mu) * _f32(alpha) >= 1.0 - EXACT_BINARIZER_RTOL
-
-
-def _relaxation_constants(mu, alpha):
-    """The scalars shared by forward and backward, in float32.
-
-    Returns `mu, exact, inv_one_plus_mu, edge` where `edge` = mu (1 + alpha) / (1 + mu)
-    is the distance of a well's inner edge from 0.
-    """
-    mu = _f32(mu)
-    inv_one_plus_mu = 1.0 / (1.0 + mu)
-    edge = mu * (1.0 + alpha) * inv_one_plus_mu
-    return mu, is_exact_binarizer(mu, alpha), inv_one_plus_mu, edge
-
-
-def inner_solution(theta, mu, alpha=0.01):
-    r"""Minimiser w*(theta) of the relaxed inner problem (the AdaSTE forward pass).
-
-    \\[
-    w^*(\theta) = \mathrm{clip}\left(
-        \frac{\theta + \mu (1 + \alpha)\,\mathrm{sgn}(\theta)}{1 + \mu}, -1, 1\right),
-    \qquad \mathrm{sgn}(0) = +1
-    \\]
-
-    and exactly `sgn(theta)` once mu * alpha >= 1.
-
-    # Arguments
-        theta: latent weights, any float dtype.
-        mu: relaxation parameter (scalar, >= 0).
-        alpha: well offset (> 0).
-
-    # Returns
-        A tensor of theta's dtype and shape.
-
-    !!! example
-        ```python
-        inner_solution(tf.constant([-0.3, 0.995, 10.0]), mu=0.01)
-        # [-0.307030, 0.995149, 1.0]
-        ```
-    """
-    dtype = tf.convert_to_tensor(theta).dtype
-    theta = _f32(theta)
-    _, exact, inv_one_plus_mu, edge = _relaxation_constants(mu, alpha)
-    # clip(theta / (1 + mu) + sgn(theta) c, -1, 1); once exact, slope 0 and c = 1.
-    slope = tf.where(exact, 0.0, inv_one_plus_mu)
-    offset = tf.where(exact, 1.0, edge)
-    signed_offset = tf.where(theta >= 0.0, offset, -offset)
-    return tf.cast(tf.clip_by_value(theta * slope + signed_offset, -1.0, 1.0), dtype)
-
-
-def backward_scale(
-    theta,
-    g,
-    mu,
-    alpha=0.01,
-    max_scale=0.5,
-    grad_eps=1e-3,
-    theta_eps=1e-6,
-    variant="symmetric",
-):
-    r"""The adaptive factor of the AdaSTE backward pass: d loss / d theta ~= scale * g.
-
-    With \\(c = \mu(1+\alpha)/(1+\mu)\\) (the inner edge of a well) and the linear region
-    \\(|\theta| < 1 - \mu\alpha\\):
-
-    - dead band, \\(|g| \leq\\) `grad_eps` or \\(|\theta| \leq\\) `theta_eps`:
-      \\(1/(1+\mu)\\), or 1 once \\(\mu\alpha \geq 1\\);
-    - outward, \\(\mathrm{sgn}(g) = -\mathrm{sgn}(\theta)\\): \\(1/(1+\mu)\\) in the
-      linear region, 0 where saturated;
-    - inward, \\(\mathrm{sgn}(g) = \mathrm{sgn}(\theta)\\):
-      \\(\min(\mathrm{jump}(\theta)/|\theta|, \text{max\_scale})\\) with
-      \\(\mathrm{jump} = |w^*(\theta)| + c\\), or 2 once \\(\mu\alpha \geq 1\\).
-
-    The `reference` variant (the public PyTorch code) differs in two cases only: linear
-    and inward it uses \\(\mathrm{clip}((2c - \theta/(1+\mu))/|\theta|, 0,
-    \text{max\_scale})\\) with signed theta; once \\(\mu\alpha \geq 1\\) the inward jump is
-    1 and the theta dead band is \\(|\theta| \leq 10^{-3}\\).
-
-    # Arguments
-        theta: latent weights.
-        g: incoming gradient d loss / d w at w*(theta), same shape as theta.
-        mu: relaxation parameter (scalar tensor or float).
-        alpha, max_scale, grad_eps, theta_eps: as in `shared/adaste-math.md`.
-        variant: `"symmetric"` or `"reference"`.
-
-    # Returns
-        The scale as a float32 tensor of theta's shape.
-
-    !!! example
-        ```python
-        backward_scale(tf.constant([-10.0, 0.3]), tf.constant([-0.01, 0.01]), mu=0.01)
-        # [0.101, 0.5]
-        ```
-    """
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    theta, g = _f32(theta), _f32(g)
-    abs_theta = tf.abs(theta)
-    mu, exact, inv_one_plus_mu, edge = _relaxation_constants(mu, alpha)
-    # Everything that depends on mu alone is a scalar, chosen once; per element there
-    # remain a few compares, selects, multiply-adds and one reciprocal.
-    linear_limit = tf.where(exact, -1.0, 1.0 - mu * alpha)  # no linear region if exact
-    linear = abs_theta < linear_limit
-    # jump = min(|theta| k + e, 1) + e: with (k, e) = (1/(1+mu), c) this is |w*| + c;
-    # with k = 0 it is the constant 2 e once mu * alpha >= 1 (2 symmetric, 1 reference).
-    exact_edge = 1.0 if variant == "symmetric" else 0.5
-    slope = tf.where(exact, 0.0, inv_one_plus_mu)
-    offset = tf.where(exact, exact_edge, edge)
-    jump = tf.minimum(abs_theta * slope + offset, 1.0) + offset
-    if variant == "reference":  # linear and inward: signed theta, may go below 0
-        jump = tf.where(linear, 2.0 * edge - theta * inv_one_plus_mu, jump)
-    inward_scale = tf.minimum(jump * _reciprocal(abs_theta), max_scale)
-    if variant == "reference":
-        inward_scale = tf.maximum(inward_scale, 0.0)
-    outward_scale = tf.where(linear, inv_one_plus_mu, 0.0)
-    # sgn(g) == sgn(theta), read off the sign bits. This treats -0.0 as negative, but
-    # theta = +-0 and g = +-0 always fall in the dead band (both eps are >= 0).
-    inward = tf.bitwise.bitwise_xor(_sign_bits(theta), _sign_bits(g)) >= 0
-    scale = tf.where(inward, inward_scale, outward_scale)
-
-    exact_theta_eps = theta_eps if variant == "symmetric" else REFERENCE_EXACT_THETA_EPS
-    dead_theta_eps = tf.where(exact, exact_theta_eps, theta_eps)
-    dead = tf.logical_or(tf.abs(g) <= _f32(grad_eps), abs_theta <= dead_theta_eps)
-    dead_scale = tf.where(exact, 1.0, inv_one_plus_mu)
-    return tf.where(dead, dead_scale, scale)
-
-
 def _sign_bits(x):
     return tf.bitcast(x, tf.int32)
+
+
+def _same_sign(a, b):
+    return tf.bitwise.bitwise_xor(_sign_bits(a), _sign_bits(b)) >= 0
 
 
 def _reciprocal(x):
@@ -208,29 +55,14 @@ def _reciprocal(x):
     x is clipped to [1e-30, 1e30]; callers only use the result where x is not tiny.
     """
     x = tf.clip_by_value(x, _TINY, 1.0 / _TINY)
-    r = tf.bitcast(0x7EF311C7 - tf.bitcast(x, tf.int32), tf.float32)
+    r = tf.bitcast(0x7EF311C7 - _sign_bits(x), tf.float32)
     for _ in range(3):
         r = r * (2.0 - x * r)
     return r
 
 
-def adaste_gradient(theta, g, mu, g_total=None, **kwargs):
-    r"""The AdaSTE surrogate gradient d loss / d theta = backward_scale(theta, G) * g.
-
-    G is `g_total` when given, else g. Under data parallelism g is one replica's part of
-    the gradient and G the sum over replicas: the rule is nonlinear in g, so only the
-    sign and magnitude of the whole batch's gradient are right, and
-    scale(theta, sum_r g_r) * g_r sums over replicas to the single-device result.
-
-    Takes the keyword arguments of `backward_scale` (`grad_eps` may be a tensor);
-    returns a tensor of g's dtype.
-
-    !!! example
-        ```python
-        adaste_gradient(tf.constant([0.3]), tf.constant([-0.01]), mu=0.01)
-        # [-0.0099010]
-        ```
-    """
-    dtype = tf.convert_to_tensor(g).dtype
-    scale = backward_scale(theta, g if g_total is None else g_total, mu, **kwargs)
-    return tf.cast(scale * _f32(g), dtype)
+_OPS = _formulas.make_ops(
+    tf, tensor=tf.convert_to_tensor, f32=_f32, dtype=lambda x: tf.convert_to_tensor(x).dtype,
+    clip=tf.clip_by_value, reciprocal=_reciprocal, same_sign=_same_sign)
+sign, is_exact_binarizer, inner_solution, backward_scale, adaste_gradient = _formulas.bind(
+    _OPS, __name__)

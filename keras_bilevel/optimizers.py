@@ -7,6 +7,8 @@ model. It does not compute AdaSTE's gradient: that is the quantizer's backward p
 the gradient arriving here is already shaped by it.
 """
 
+import keras_bilevel._keras2  # noqa: F401  (Keras 2 mode before TensorFlow)
+
 import logging
 
 import tensorflow as tf

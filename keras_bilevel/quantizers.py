@@ -9,13 +9,13 @@ in `keras_bilevel.math`; this module must not re-implement them.
 import keras_bilevel._keras2  # noqa: F401  (Keras 2 mode before TensorFlow)
 
 import logging
-import numbers
 import sys
 
 import larq
 import tensorflow as tf
 
 from keras_bilevel import math as ada_math
+from keras_bilevel._arguments import check_adaste_arguments, check_number
 
 __all__ = ["AdaSTE"]
 
@@ -30,11 +30,6 @@ def _fused_forward(theta, mu, alpha, relaxed):
 # instead of a dozen elementwise kernels (see BENCHMARKS.md).
 _fused_forward = tf.function(_fused_forward, jit_compile=True)
 _fused_gradient = tf.function(ada_math.adaste_gradient, jit_compile=True)
-
-
-def _check(name, value, ok, allowed):
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not ok(value):
-        raise ValueError(f"AdaSTE: `{name}` must be {allowed}, got {value!r}.")
 
 
 @larq.utils.register_alias("ada_ste")
@@ -123,19 +118,9 @@ class AdaSTE(larq.quantizers._BaseQuantizer):
         metrics=None,
         **kwargs,
     ):
-        _check("alpha", alpha, lambda v: v > 0, "> 0")
-        _check("mu", mu, lambda v: v >= 0, ">= 0")
-        _check("max_scale", max_scale, lambda v: v > 0, "> 0")
-        _check("grad_eps", grad_eps, lambda v: v >= 0, ">= 0")
-        _check("theta_eps", theta_eps, lambda v: v >= 0, ">= 0")
-        if variant not in ada_math.VARIANTS:
-            raise ValueError(
-                f"AdaSTE: `variant` must be one of {ada_math.VARIANTS}, got {variant!r}."
-            )
-        for name, flag in [("relaxed_forward", relaxed_forward),
-                           ("sum_over_replicas", sum_over_replicas)]:
-            if not isinstance(flag, bool):
-                raise ValueError(f"AdaSTE: `{name}` must be True or False, got {flag!r}.")
+        check_adaste_arguments(alpha, mu, max_scale, grad_eps, theta_eps, variant,
+                               relaxed_forward=relaxed_forward,
+                               sum_over_replicas=sum_over_replicas)
         # Keep the dtype of the latent weights as they are read (float16 inside a
         # mixed_float16 layer): the math runs in float32 and casts back to it.
         kwargs.setdefault("autocast", False)
@@ -273,7 +258,7 @@ class AdaSTE(larq.quantizers._BaseQuantizer):
         config = dict(config)
         current_mu = config.pop("current_mu", None)
         if current_mu is not None:
-            _check("current_mu", current_mu, lambda v: v >= 0, ">= 0")
+            check_number("AdaSTE", "current_mu", current_mu, lambda v: v >= 0, ">= 0")
         quantizer = cls(**config)
         if current_mu is not None:
             quantizer.mu.assign(current_mu)

@@ -4,6 +4,8 @@ A recipe only assembles public objects (optimizer, initializer, quantizer, callb
 it trains nothing itself.
 """
 
+import keras_bilevel._keras2  # noqa: F401  (Keras 2 mode before TensorFlow)
+
 import dataclasses
 from typing import Any, Callable, Optional
 

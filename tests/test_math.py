@@ -4,30 +4,8 @@ import tensorflow as tf
 
 from keras_bilevel import math as ada_math
 from tests import reference
-
-# The golden table of shared/adaste-math.md, section 4:
-# (mu, theta, g, w*, scale symmetric, scale reference)
-GOLDEN = [
-    (0.01, -10, 0.01, -1.000000, 0.000000, 0.000000),
-    (0.01, -10, -0.01, -1.000000, 0.101000, 0.101000),
-    (0.01, -10, 0.0001, -1.000000, 0.990099, 0.990099),
-    (0.01, -0.3, 0.01, -0.307030, 0.990099, 0.990099),
-    (0.01, -0.3, -0.01, -0.307030, 0.500000, 0.500000),
-    (0.01, 0.005, 0.01, 0.014950, 0.500000, 0.500000),
-    (0.01, 0.3, 0.01, 0.307030, 0.500000, 0.000000),
-    (0.01, 0.3, -0.01, 0.307030, 0.990099, 0.990099),
-    (0.01, 0.995, 0.01, 0.995149, 0.500000, 0.000000),
-    (0.01, 10, 0.01, 1.000000, 0.101000, 0.101000),
-    (0.01, 10, -0.01, 1.000000, 0.000000, 0.000000),
-    (1, 10, 0.01, 1.000000, 0.150500, 0.150500),
-    (1, 0.995, -0.01, 1.000000, 0.000000, 0.000000),
-    (1, 10, 0.0001, 1.000000, 0.500000, 0.500000),
-    (100, -10, -0.01, -1.000000, 0.200000, 0.100000),
-    (100, 0.3, 0.01, 1.000000, 0.500000, 0.500000),
-    (100, 0.3, -0.01, 1.000000, 0.000000, 0.000000),
-    (100, 10, 0.0001, 1.000000, 1.000000, 1.000000),
-]
-MUS = [0.01, 1.0, 100.0]
+from tests.golden import GOLDEN, MUS, SCALE_KWARGS, SCALE_KWARGS_IDS
+from tests.golden import grid as _grid
 
 
 class TestGoldenTable:
@@ -56,16 +34,6 @@ class TestGoldenTable:
         )
 
 
-def _grid():
-    # Every region: deep saturated, near the band edge, linear, tiny, zero; both signs.
-    magnitudes = [0.0, 1e-7, 5e-4, 2e-3, 0.005, 0.03, 0.3, 0.9899, 0.9901, 0.995,
-                  0.99995, 1.0, 1.5, 10.0, 1e4]
-    thetas = sorted({s * m for m in magnitudes for s in (-1.0, 1.0)})
-    grads = [-1.0, -0.01, -2e-3, -1e-3, -1e-4, 0.0, 1e-4, 1e-3, 2e-3, 0.01, 1.0]
-    theta, g = np.meshgrid(np.array(thetas, np.float32), np.array(grads, np.float32))
-    return theta.ravel(), g.ravel()
-
-
 class TestAgainstNumpyReference:
     @pytest.mark.parametrize("mu", MUS + [0.0, 0.5])
     def test_forward(self, mu):
@@ -75,11 +43,7 @@ class TestAgainstNumpyReference:
 
     @pytest.mark.parametrize("mu", MUS + [0.0, 0.5])
     @pytest.mark.parametrize("variant", ["symmetric", "reference"])
-    @pytest.mark.parametrize(
-        "kw",
-        [{}, {"max_scale": 2.0, "grad_eps": 0.0, "theta_eps": 0.0}, {"alpha": 0.1}],
-        ids=["defaults", "no-dead-band", "alpha0.1"],
-    )
+    @pytest.mark.parametrize("kw", SCALE_KWARGS, ids=SCALE_KWARGS_IDS)
     def test_scale(self, mu, variant, kw):
         theta, g = _grid()
         got = ada_math.backward_scale(theta, g, mu, variant=variant, **kw).numpy()

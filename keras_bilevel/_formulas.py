@@ -1,0 +1,249 @@
+"""The AdaSTE formulas, written once, for every tensor library.
+
+This module is the one place where the mathematics of AdaSTE lives: the minimiser of the
+relaxed inner problem (the forward pass) and the adaptive scale of the backward pass, in
+both variants (`shared/adaste-math.md`). Each formula takes as first argument `ops`, a
+small namespace of tensor operations; `keras_bilevel.math` binds it to TensorFlow (the
+Larq front end) and `keras_bilevel.keras3.math` to `keras.ops` (the Keras 3 front end).
+
+It must import no tensor library, Keras or Larq, and holds no state. Arithmetic uses the
+Python operators of the tensors `ops` returns; everything else goes through `ops`:
+
+    tensor(x)              x as a tensor (converted, dtype kept)
+    f32(x)                 x as a float32 tensor (converted, cast only if needed)
+    dtype(x), cast(x, d)   x's dtype; x cast to dtype d
+    where, abs, minimum, maximum, clip(x, lo, hi), logical_or, ones_like
+    reciprocal(x)          1 / x for float32 x >= 0 (x may be 0: the result is then finite
+                           and unused)
+    same_sign(a, b)        whether the sign bits of float32 a and b agree
+
+All arithmetic is done in float32, also for float16/bfloat16 inputs; results are cast
+back to the input's dtype. Notation: `theta` latent weight, `g` the incoming gradient
+d loss / d w, `mu` the relaxation parameter, `alpha` the well offset.
+"""
+
+import functools
+import inspect
+import types
+
+# What a binding module exports: these constants and the formulas bound to its ops.
+CONSTANTS = ("VARIANTS", "EXACT_BINARIZER_RTOL", "REFERENCE_EXACT_THETA_EPS")
+FORMULAS = ("sign", "is_exact_binarizer", "inner_solution", "backward_scale",
+            "adaste_gradient")
+__all__ = [*CONSTANTS, *FORMULAS, "CONSTANTS", "FORMULAS", "make_ops", "bind"]
+
+# The operations a tensor library provides under these names itself (TensorFlow and
+# keras.ops both do); `make_ops` takes them from the library.
+_SAME_NAME_OPS = ("where", "abs", "minimum", "maximum", "logical_or", "ones_like", "cast")
+
+VARIANTS = ("symmetric", "reference")
+
+# `mu * alpha >= 1` is tested with this relative tolerance: in float32, 100 * 0.01 can
+# round to either side of 1.
+EXACT_BINARIZER_RTOL = 1e-6
+
+# In the `reference` variant, once mu * alpha >= 1, the dead band in theta is this wide
+# (the public reference code hard-codes it), whatever `theta_eps` is.
+REFERENCE_EXACT_THETA_EPS = 1e-3
+
+
+def sign(ops, x):
+    r"""Binary sign with `sign(0) = +1`.
+
+    \\[ \mathrm{sgn}(x) = \begin{cases} +1 & x \geq 0 \\\ -1 & x < 0 \end{cases} \\]
+
+    Same values as `larq.math.sign`, in one select.
+
+    !!! example
+        ```python
+        sign([-2.0, 0.0, 3.0])  # [-1., 1., 1.]
+        ```
+    """
+    x = ops.tensor(x)
+    one = ops.ones_like(x)
+    return ops.where(x >= 0, one, -one)
+
+
+def is_exact_binarizer(ops, mu, alpha):
+    r"""Whether the relaxation has become an exact binariser: \\(\mu\alpha \geq 1\\).
+
+    Compared with a relative tolerance of `EXACT_BINARIZER_RTOL`, so that `mu = 100`,
+    `alpha = 0.01` counts as exact in float32. Returns a boolean tensor.
+    """
+    return ops.f32(mu) * ops.f32(alpha) >= 1.0 - EXACT_BINARIZER_RTOL
+
+
+def _relaxation_constants(ops, mu, alpha):
+    """The scalars shared by forward and backward, in float32.
+
+    Returns `mu, exact, inv_one_plus_mu, edge` where `edge` = mu (1 + alpha) / (1 + mu)
+    is the distance of a well's inner edge from 0.
+    """
+    mu = ops.f32(mu)
+    inv_one_plus_mu = 1.0 / (1.0 + mu)
+    edge = mu * (1.0 + alpha) * inv_one_plus_mu
+    return mu, is_exact_binarizer(ops, mu, alpha), inv_one_plus_mu, edge
+
+
+def inner_solution(ops, theta, mu, alpha=0.01):
+    r"""Minimiser w*(theta) of the relaxed inner problem (the AdaSTE forward pass).
+
+    \\[
+    w^*(\theta) = \mathrm{clip}\left(
+        \frac{\theta + \mu (1 + \alpha)\,\mathrm{sgn}(\theta)}{1 + \mu}, -1, 1\right),
+    \qquad \mathrm{sgn}(0) = +1
+    \\]
+
+    and exactly `sgn(theta)` once mu * alpha >= 1.
+
+    # Arguments
+        theta: latent weights, any float dtype.
+        mu: relaxation parameter (scalar, >= 0).
+        alpha: well offset (> 0).
+
+    # Returns
+        A tensor of theta's dtype and shape.
+
+    !!! example
+        ```python
+        inner_solution([-0.3, 0.995, 10.0], mu=0.01)
+        # [-0.307030, 0.995149, 1.0]
+        ```
+    """
+    dtype = ops.dtype(theta)
+    theta = ops.f32(theta)
+    _, exact, inv_one_plus_mu, edge = _relaxation_constants(ops, mu, alpha)
+    # clip(theta / (1 + mu) + sgn(theta) c, -1, 1); once exact, slope 0 and c = 1.
+    slope = ops.where(exact, 0.0, inv_one_plus_mu)
+    offset = ops.where(exact, 1.0, edge)
+    signed_offset = ops.where(theta >= 0.0, offset, -offset)
+    return ops.cast(ops.clip(theta * slope + signed_offset, -1.0, 1.0), dtype)
+
+
+def backward_scale(
+    ops,
+    theta,
+    g,
+    mu,
+    alpha=0.01,
+    max_scale=0.5,
+    grad_eps=1e-3,
+    theta_eps=1e-6,
+    variant="symmetric",
+):
+    r"""The adaptive factor of the AdaSTE backward pass: d loss / d theta ~= scale * g.
+
+    With \\(c = \mu(1+\alpha)/(1+\mu)\\) (the inner edge of a well) and the linear region
+    \\(|\theta| < 1 - \mu\alpha\\):
+
+    - dead band, \\(|g| \leq\\) `grad_eps` or \\(|\theta| \leq\\) `theta_eps`:
+      \\(1/(1+\mu)\\), or 1 once \\(\mu\alpha \geq 1\\);
+    - outward, \\(\mathrm{sgn}(g) = -\mathrm{sgn}(\theta)\\): \\(1/(1+\mu)\\) in the
+      linear region, 0 where saturated;
+    - inward, \\(\mathrm{sgn}(g) = \mathrm{sgn}(\theta)\\):
+      \\(\min(\mathrm{jump}(\theta)/|\theta|, \text{max\_scale})\\) with
+      \\(\mathrm{jump} = |w^*(\theta)| + c\\), or 2 once \\(\mu\alpha \geq 1\\).
+
+    The `reference` variant (the public PyTorch code) differs in two cases only: linear
+    and inward it uses \\(\mathrm{clip}((2c - \theta/(1+\mu))/|\theta|, 0,
+    \text{max\_scale})\\) with signed theta; once \\(\mu\alpha \geq 1\\) the inward jump is
+    1 and the theta dead band is \\(|\theta| \leq 10^{-3}\\).
+
+    # Arguments
+        theta: latent weights.
+        g: incoming gradient d loss / d w at w*(theta), same shape as theta.
+        mu: relaxation parameter (scalar tensor or float).
+        alpha, max_scale, grad_eps, theta_eps: as in `shared/adaste-math.md`.
+        variant: `"symmetric"` or `"reference"`.
+
+    # Returns
+        The scale as a float32 tensor of theta's shape.
+
+    !!! example
+        ```python
+        backward_scale([-10.0, 0.3], [-0.01, 0.01], mu=0.01)
+        # [0.101, 0.5]
+        ```
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    theta, g = ops.f32(theta), ops.f32(g)
+    abs_theta = ops.abs(theta)
+    mu, exact, inv_one_plus_mu, edge = _relaxation_constants(ops, mu, alpha)
+    # Everything that depends on mu alone is a scalar, chosen once; per element there
+    # remain a few compares, selects, multiply-adds and one reciprocal.
+    linear_limit = ops.where(exact, -1.0, 1.0 - mu * alpha)  # no linear region if exact
+    linear = abs_theta < linear_limit
+    # jump = min(|theta| k + e, 1) + e: with (k, e) = (1/(1+mu), c) this is |w*| + c;
+    # with k = 0 it is the constant 2 e once mu * alpha >= 1 (2 symmetric, 1 reference).
+    exact_edge = 1.0 if variant == "symmetric" else 0.5
+    slope = ops.where(exact, 0.0, inv_one_plus_mu)
+    offset = ops.where(exact, exact_edge, edge)
+    jump = ops.minimum(abs_theta * slope + offset, 1.0) + offset
+    if variant == "reference":  # linear and inward: signed theta, may go below 0
+        jump = ops.where(linear, 2.0 * edge - theta * inv_one_plus_mu, jump)
+    inward_scale = ops.minimum(jump * ops.reciprocal(abs_theta), max_scale)
+    if variant == "reference":
+        inward_scale = ops.maximum(inward_scale, 0.0)
+    outward_scale = ops.where(linear, inv_one_plus_mu, 0.0)
+    # sgn(g) == sgn(theta), read off the sign bits. This treats -0.0 as negative, but
+    # theta = +-0 and g = +-0 always fall in the dead band (both eps are >= 0).
+    inward = ops.same_sign(theta, g)
+    scale = ops.where(inward, inward_scale, outward_scale)
+
+    exact_theta_eps = theta_eps if variant == "symmetric" else REFERENCE_EXACT_THETA_EPS
+    dead_theta_eps = ops.where(exact, exact_theta_eps, theta_eps)
+    dead = ops.logical_or(ops.abs(g) <= ops.f32(grad_eps), abs_theta <= dead_theta_eps)
+    dead_scale = ops.where(exact, 1.0, inv_one_plus_mu)
+    return ops.where(dead, dead_scale, scale)
+
+
+def adaste_gradient(ops, theta, g, mu, g_total=None, **kwargs):
+    r"""The AdaSTE surrogate gradient d loss / d theta = backward_scale(theta, G) * g.
+
+    G is `g_total` when given, else g. Under data parallelism g is one replica's part of
+    the gradient and G the sum over replicas: the rule is nonlinear in g, so only the
+    sign and magnitude of the whole batch's gradient are right, and
+    scale(theta, sum_r g_r) * g_r sums over replicas to the single-device result.
+
+    Takes the keyword arguments of `backward_scale` (`grad_eps` may be a tensor);
+    returns a tensor of g's dtype.
+
+    !!! example
+        ```python
+        adaste_gradient([0.3], [-0.01], mu=0.01)
+        # [-0.0099010]
+        ```
+    """
+    dtype = ops.dtype(g)
+    scale = backward_scale(ops, theta, g if g_total is None else g_total, mu, **kwargs)
+    return ops.cast(scale * ops.f32(g), dtype)
+
+
+def make_ops(library, **specific):
+    """The `ops` namespace: `library`'s own where, abs, minimum, maximum, logical_or,
+    ones_like and cast, plus the `specific` ones (tensor, f32, dtype, clip, reciprocal,
+    same_sign; see the module docstring)."""
+    return types.SimpleNamespace(
+        **{name: getattr(library, name) for name in _SAME_NAME_OPS}, **specific)
+
+
+def bind(ops, module):
+    """The formulas (in `FORMULAS` order) with their first argument fixed to `ops`.
+
+    Each bound function belongs to `module` and keeps the formula's name, docstring and
+    signature without `ops`, so that `help()` of a binding shows the formula.
+    """
+    return tuple(_bind_one(ops, globals()[name], module) for name in FORMULAS)
+
+
+def _bind_one(ops, formula, module):
+    @functools.wraps(formula)
+    def bound(*args, **kwargs):
+        return formula(ops, *args, **kwargs)
+
+    signature = inspect.signature(formula)
+    bound.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
+    del bound.__wrapped__
+    bound.__module__ = module
+    return bound

@@ -1,0 +1,229 @@
+"""Data sets for Keras 3 on every backend: NumPy arrays and NumPy batches.
+
+The Keras 3 twin of `keras_bilevel.data.load`: the same data sets, splits and
+preprocessing (images to [0, 1], standardised per channel with the training-set
+statistics; the last `validation_fraction` of the training split held out; for CIFAR
+training batches a random crop of the 4-pixel zero-padded image and a random left-right
+flip), as NumPy, which every Keras 3 backend takes. The training batches of epoch `e`
+are drawn from `(seed, e)` alone, so a resumed run sees exactly what an uninterrupted run
+sees. The digits need neither TensorFlow nor Keras; the TFDS sets are read once, whole,
+through `tensorflow_datasets` (which imports TensorFlow, never `tf.keras`). This module
+does not import Keras or Larq.
+
+!!! example
+    ```python
+    splits = keras_bilevel.keras3.data.load("digits", batch_size=64, seed=0)
+    model.fit(splits.train_epochs(0, 10), epochs=10,
+              steps_per_epoch=splits.steps_per_epoch, validation_data=splits.validation)
+    model.evaluate(*splits.test, batch_size=64)
+    ```
+"""
+
+import dataclasses
+import math
+import os
+from typing import Optional, Tuple
+
+import numpy as np
+
+from keras_bilevel._datasets import (
+    CHANNEL_STATS,
+    DATASETS,
+    DIGITS_TEST_FRACTION,
+    load_digits,
+    validation_size,
+)
+
+__all__ = ["ArraySplits", "DATASETS", "DatasetNotFoundError", "load"]
+
+_AUGMENTED = ("cifar10", "cifar100")
+_CROP_PADDING = 4
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A TFDS data set is not on disk and may not (or could not) be downloaded."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ArraySplits:
+    """The splits `load` returns: images as stored (uint8, or float32 in [0, 1] for the
+    digits), labels int64; `validation`, `test` and the batches are standardised float32.
+
+    # Attributes
+        name, input_shape, classes, batch_size, seed, mean, std: as in
+            `keras_bilevel.data.DataSplits`.
+        augment: whether CIFAR training batches are cropped and flipped.
+    """
+
+    name: str
+    input_shape: Tuple[int, ...]
+    classes: int
+    batch_size: int
+    seed: int
+    mean: Tuple[float, ...]
+    std: Tuple[float, ...]
+    augment: bool
+    train_images: np.ndarray = dataclasses.field(repr=False)
+    train_labels: np.ndarray = dataclasses.field(repr=False)
+    validation_images: Optional[np.ndarray] = dataclasses.field(repr=False)
+    validation_labels: Optional[np.ndarray] = dataclasses.field(repr=False)
+    test_images: np.ndarray = dataclasses.field(repr=False)
+    test_labels: np.ndarray = dataclasses.field(repr=False)
+
+    @property
+    def num_train(self):
+        return len(self.train_labels)
+
+    @property
+    def num_validation(self):
+        return 0 if self.validation_labels is None else len(self.validation_labels)
+
+    @property
+    def num_test(self):
+        return len(self.test_labels)
+
+    @property
+    def steps_per_epoch(self):
+        """Training batches per epoch, `ceil(num_train / batch_size)`."""
+        return math.ceil(self.num_train / self.batch_size)
+
+    def standardise(self, images):
+        """Stored images to float32, standardised per channel."""
+        unit = images.astype(np.float32)
+        if images.dtype == np.uint8:
+            unit /= 255.0
+        return (unit - np.float32(self.mean)) / np.float32(self.std)
+
+    @property
+    def validation(self):
+        """`(images, labels)` of the validation split, or None."""
+        if self.validation_labels is None:
+            return None
+        return self.standardise(self.validation_images), self.validation_labels
+
+    @property
+    def test(self):
+        """`(images, labels)` of the test split."""
+        return self.standardise(self.test_images), self.test_labels
+
+    def epoch_batches(self, epoch):
+        """The training batches of epoch `epoch` (0-based): shuffled, and for CIFAR with
+        `augment` cropped and flipped, by `(seed, epoch)` alone."""
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.num_train)
+        draws = np.random.default_rng([self.seed, epoch, 1])
+        augmented = self.augment and self.name in _AUGMENTED
+        for start in range(0, self.num_train, self.batch_size):
+            chosen = order[start:start + self.batch_size]
+            images = self.train_images[chosen]
+            if augmented:
+                images = _crop_and_flip(images, draws)
+            yield self.standardise(images), self.train_labels[chosen]
+
+    def train_epochs(self, initial_epoch, epochs):
+        """The batches of epochs `initial_epoch, ..., epochs - 1`, one after the other;
+        pass `steps_per_epoch` to `fit` with them."""
+        if not 0 <= initial_epoch <= epochs:
+            raise ValueError("`initial_epoch` must be in [0, epochs], got initial_epoch="
+                             f"{initial_epoch!r} with epochs={epochs!r}.")
+        for epoch in range(initial_epoch, epochs):
+            yield from self.epoch_batches(epoch)
+
+
+def load(name, batch_size=128, validation_fraction=0.1, seed=0, data_dir=None,
+         download=False, augment=True):
+    """The train / validation / test splits of a data set as NumPy (see the module).
+
+    # Arguments
+        name: one of `DATASETS`.
+        batch_size: examples per training batch, >= 1.
+        validation_fraction: share of the training split held out, in [0, 1).
+        seed: non-negative int; the order and augmentation of epoch e come from (seed, e).
+        data_dir: tensorflow-datasets data directory (None: TFDS's default); ignored
+            for `digits`.
+        download: let tensorflow-datasets download missing data; with False nothing
+            touches the network and missing data raises `DatasetNotFoundError`.
+        augment: random crop and flip of CIFAR training batches.
+
+    # Returns
+        An `ArraySplits`.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"`name` must be one of {', '.join(map(repr, DATASETS))}; "
+                         f"got {name!r}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be an integer >= 1, got {batch_size!r}.")
+    if not 0 <= validation_fraction < 1:
+        raise ValueError("`validation_fraction` must be a number in [0, 1), got "
+                         f"{validation_fraction!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"`seed` must be a non-negative integer, got {seed!r}.")
+    if name == "digits":
+        (x, y), test, shape, classes = _digits()
+    else:
+        (x, y), test, shape, classes = _tfds_arrays(name, data_dir, download)
+    held_out = validation_size(name, len(x), validation_fraction)
+    boundary = len(x) - held_out
+    mean, std = CHANNEL_STATS[name]
+    return ArraySplits(
+        name=name, input_shape=shape, classes=classes, batch_size=batch_size, seed=seed,
+        mean=tuple(mean), std=tuple(std), augment=augment,
+        train_images=x[:boundary], train_labels=y[:boundary],
+        validation_images=x[boundary:] if held_out else None,
+        validation_labels=y[boundary:] if held_out else None,
+        test_images=test[0], test_labels=test[1])
+
+
+def _digits():
+    (x, y), (x_test, y_test) = load_digits(test_fraction=DIGITS_TEST_FRACTION, seed=0)
+    shape = (8, 8, 1)
+    return (x.reshape((-1,) + shape), y), (x_test.reshape((-1,) + shape), y_test), shape, 10
+
+
+def _tfds_arrays(name, data_dir, download):
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as error:
+        raise ImportError(f"The {name} data set is read through tensorflow-datasets: "
+                          "`pip install tensorflow-datasets` (or use the digits, which "
+                          "need none).") from error
+    data_dir = None if data_dir is None else os.fspath(os.path.expanduser(data_dir))
+    builder = tfds.builder(name, data_dir=data_dir)
+    info_file = os.path.join(builder.data_dir, "dataset_info.json")
+    if not os.path.exists(info_file):
+        where = f"data_dir={data_dir!r}" if data_dir else f"{builder.data_dir_root!s}"
+        if not download:
+            raise DatasetNotFoundError(
+                f"The {name} data set was not found in {where} (no {info_file}): pass "
+                "--download (download=True) on a machine with internet, a data_dir that "
+                "holds it (for MNIST offline: scripts/prepare_offline_mnist.py DIR), or "
+                "use the digits")
+        try:
+            builder.download_and_prepare()
+        except Exception as error:  # no network, blocked host, bad checksum, full disk...
+            raise DatasetNotFoundError(
+                f"The {name} data set is not in {where} and tensorflow-datasets could not "
+                f"download it: {type(error).__name__}: {error}") from error
+
+    def split(spec):
+        images, labels = tfds.as_numpy(builder.as_dataset(
+            split=spec, as_supervised=True, shuffle_files=False, batch_size=-1))
+        return np.asarray(images), np.asarray(labels, np.int64)
+
+    info = builder.info
+    shape = tuple(int(d) for d in info.features["image"].shape)
+    return (split("train"), split("test"), shape,
+            int(info.features["label"].num_classes))
+
+
+def _crop_and_flip(images, draws):
+    """Pad by 4 zero pixels, crop back to size at random, flip left-right at random."""
+    count, height, width = images.shape[:3]
+    pad = _CROP_PADDING
+    padded = np.pad(images, [(0, 0), (pad, pad), (pad, pad), (0, 0)])
+    top = draws.integers(0, 2 * pad + 1, count)
+    left = draws.integers(0, 2 * pad + 1, count)
+    flip = draws.random(count) < 0.5
+    rows = top[:, None] + np.arange(height)
+    columns = left[:, None] + np.arange(width)
+    columns = np.where(flip[:, None], columns[:, ::-1], columns)
+    return padded[np.arange(count)[:, None, None], rows[:, :, None], columns[:, None, :]]

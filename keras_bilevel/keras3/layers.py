@@ -1,0 +1,180 @@
+"""Quantized layers for Keras 3 (every backend), with Larq's argument names.
+
+`QuantDense`, `QuantConv1D`, `QuantConv2D` and `QuantDepthwiseConv2D` are the Keras 3
+layers of the same base name plus Larq's quantizer arguments: `kernel_quantizer` (or
+`depthwise_quantizer`) applied to the latent kernel, and `input_quantizer` applied to the
+inputs (for fully binary layers). Every argument of the Keras 3 base layer works as
+there, and `kernel_constraint` also takes `"weight_clip"`, so a Larq model ports by
+changing its imports. This module only plumbs: the quantizers live in
+`keras_bilevel.keras3.quantizers`. It imports neither TensorFlow nor Larq.
+
+!!! example
+    ```python
+    from keras_bilevel.keras3 import layers
+    model = keras.Sequential([
+        keras.Input((784,)),
+        layers.QuantDense(256, kernel_quantizer="ada_ste", use_bias=False),
+        keras.layers.BatchNormalization(center=False, scale=False),
+        keras.layers.Activation("relu"),
+        layers.QuantDense(10, kernel_quantizer="ada_ste", input_quantizer="ste_sign"),
+    ])
+    ```
+"""
+
+import keras
+from keras import ops
+
+from keras_bilevel.keras3 import constraints, quantizers
+
+__all__ = ["QuantDense", "QuantConv1D", "QuantConv2D", "QuantDepthwiseConv2D"]
+
+
+def _apply(quantizer, x, training):
+    if quantizer is None:
+        return x
+    if isinstance(quantizer, keras.layers.Layer):
+        return quantizer(x, training=training)
+    return quantizer(x)
+
+
+class _Quantized:
+    """Larq's quantizer arguments on top of a Keras 3 layer (a mixin placed first).
+
+    Subclasses name the quantizer argument (`_quantizer_arg`), the constraint argument
+    that also takes `"weight_clip"` (`_constraint_arg`) and the latent kernel variable
+    (`_latent_kernel`), and compute their outputs from `_quantized_inputs` and
+    `_quantized_kernel`.
+    """
+
+    _quantizer_arg = "kernel_quantizer"
+    _constraint_arg = "kernel_constraint"
+
+    def __init__(self, *args, input_quantizer=None, **kwargs):
+        quantizer = kwargs.pop(self._quantizer_arg, None)
+        if self._constraint_arg in kwargs:
+            kwargs[self._constraint_arg] = constraints.get(kwargs[self._constraint_arg])
+        super().__init__(*args, **kwargs)
+        # Strings resolve to fresh quantizer objects; set after Layer.__init__ so that
+        # Keras tracks them (AdaSTE's mu is saved with the layer).
+        self.input_quantizer = quantizers.get(input_quantizer)
+        setattr(self, self._quantizer_arg, quantizers.get(quantizer))
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        quantizers.mark_binary(self._latent_kernel, getattr(self, self._quantizer_arg))
+
+    def _quantized_inputs(self, inputs, training):
+        return _apply(self.input_quantizer, inputs, training)
+
+    def _quantized_kernel(self, kernel, training):
+        return _apply(getattr(self, self._quantizer_arg), kernel, training)
+
+    def _bias_and_activation(self, outputs):
+        if getattr(self, "bias", None) is not None:
+            shape = [1] * len(outputs.shape)
+            shape[1 if getattr(self, "data_format", None) == "channels_first" else -1] = -1
+            outputs = ops.add(outputs, ops.reshape(self.bias, shape))
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "input_quantizer": quantizers.serialize(self.input_quantizer),
+            self._quantizer_arg: quantizers.serialize(getattr(self, self._quantizer_arg)),
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_bilevel")
+class QuantDense(_Quantized, keras.layers.Dense):
+    """`keras.layers.Dense` with a quantized kernel and optionally quantized inputs.
+
+    \\( y = \\mathrm{activation}(q_{in}(x)\\, q_k(\\theta) + b) \\)
+
+    # Arguments
+        units: as in `keras.layers.Dense` (and every other Dense argument).
+        input_quantizer: applied to the inputs: None, `"ste_sign"`, `"ada_ste"`, an
+            object or a callable.
+        kernel_quantizer: applied to the latent kernel, likewise.
+        kernel_constraint: any Keras constraint, or `"weight_clip"`.
+    """
+
+    @property
+    def _latent_kernel(self):
+        return self._kernel
+
+    def call(self, inputs, training=None):
+        kernel = self._quantized_kernel(self.kernel, training)
+        outputs = ops.matmul(self._quantized_inputs(inputs, training), kernel)
+        return self._bias_and_activation(outputs)
+
+
+class _QuantConv(_Quantized):
+    @property
+    def _latent_kernel(self):
+        return self._kernel
+
+    def call(self, inputs, training=None):
+        kernel = self._quantized_kernel(self.kernel, training)
+        outputs = self.convolution_op(self._quantized_inputs(inputs, training), kernel)
+        return self._bias_and_activation(outputs)
+
+
+@keras.saving.register_keras_serializable(package="keras_bilevel")
+class QuantConv1D(_QuantConv, keras.layers.Conv1D):
+    """`keras.layers.Conv1D` with a quantized kernel and optionally quantized inputs.
+
+    # Arguments
+        filters, kernel_size: as in `keras.layers.Conv1D` (and every other argument).
+        input_quantizer, kernel_quantizer, kernel_constraint: as in `QuantDense`.
+    """
+
+
+@keras.saving.register_keras_serializable(package="keras_bilevel")
+class QuantConv2D(_QuantConv, keras.layers.Conv2D):
+    """`keras.layers.Conv2D` with a quantized kernel and optionally quantized inputs.
+
+    # Arguments
+        filters, kernel_size: as in `keras.layers.Conv2D` (and every other argument).
+        input_quantizer, kernel_quantizer, kernel_constraint: as in `QuantDense`.
+    """
+
+
+@keras.saving.register_keras_serializable(package="keras_bilevel")
+class QuantDepthwiseConv2D(_Quantized, keras.layers.DepthwiseConv2D):
+    """`keras.layers.DepthwiseConv2D` with a quantized depthwise kernel.
+
+    As in Larq, the kernel's quantizer is `depthwise_quantizer` and its constraint
+    `depthwise_constraint`; the latent kernel is `depthwise_kernel` (Keras 3 calls it
+    `kernel`).
+
+    # Arguments
+        kernel_size: as in `keras.layers.DepthwiseConv2D` (and every other argument).
+        input_quantizer: applied to the inputs, as in `QuantDense`.
+        depthwise_quantizer: applied to the latent depthwise kernel.
+        depthwise_constraint: any Keras constraint, or `"weight_clip"`.
+    """
+
+    _quantizer_arg = "depthwise_quantizer"
+    _constraint_arg = "depthwise_constraint"
+
+    @property
+    def depthwise_kernel(self):
+        """The latent depthwise kernel (the variable Keras 3 names `kernel`)."""
+        return self.kernel
+
+    @property
+    def _latent_kernel(self):
+        return self.kernel
+
+    def call(self, inputs, training=None):
+        outputs = ops.depthwise_conv(
+            self._quantized_inputs(inputs, training),
+            self._quantized_kernel(self.kernel, training),
+            strides=self.strides,
+            padding=self.padding,
+            dilation_rate=self.dilation_rate,
+            data_format=self.data_format,
+        )
+        return self._bias_and_activation(outputs)

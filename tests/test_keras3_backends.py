@@ -1,0 +1,26 @@
+"""Runs the Keras 3 test suite (`tests_keras3/`) once per backend, each in its own process.
+
+Keras reads `KERAS_BACKEND` once, at import, so every backend needs a fresh interpreter;
+`TF_USE_LEGACY_KERAS` is removed from the environment (it is the Larq front end's
+setting, and the Keras 3 front end must not need it).
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow", "torch"])
+def test_keras3_suite(backend):
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    env.update(KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests_keras3", "-q", "-m", "not slow",
+         "-p", "no:cacheprovider"],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"tests_keras3 failed under {backend}:\n{output[-6000:]}"
