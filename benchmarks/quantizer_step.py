@@ -12,18 +12,24 @@ Writes `benchmarks/results/quantizer_step.json` and a plot next to it.
     python benchmarks/quantizer_step.py --model vgg16 --blocks 5 --steps 2 --memory
 
 `--model vgg16` times VGG-16 in its CIFAR form at batch 128 instead of the MLP.
+`--keras3` times the Keras 3 front end instead (`benchmarks/results/quantizer_step_keras3.json`):
+the MLP's AdaSTE and `ste_sign` steps on JAX (`jit_compile=True`) and PyTorch (eager),
+and the Larq path's under XLA, one worker process per backend (Keras fixes its backend
+per process; `keras3_step_worker.py`), whose timed blocks this process alternates.
 `--memory` also measures the peak memory of training each model, in a fresh process per
 model (peak resident set size minus the size before the first step, after a few steps),
 and reports the ratio ours / ste_sign.
 """
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 
@@ -92,6 +98,103 @@ def measure_pair(name, hidden, batch, jit, blocks, steps, warmup, model_name="ml
     }
 
 
+# The Keras 3 comparison: (worker, model) entries timed in every block, and the ratios
+# reported (numerator, denominator, goal or None).
+KERAS3_ENTRIES = [("jax", "ada_ste"), ("jax", "ste_sign"), ("larq", "ada_ste"),
+                  ("larq", "ste_sign"), ("torch", "ada_ste"), ("torch", "ste_sign")]
+KERAS3_RATIOS = {
+    "jax_ada_ste_vs_jax_ste_sign": (("jax", "ada_ste"), ("jax", "ste_sign"), 1.05),
+    "jax_ada_ste_vs_larq_ada_ste_xla": (("jax", "ada_ste"), ("larq", "ada_ste"), 1.0),
+    "torch_ada_ste_vs_torch_ste_sign": (("torch", "ada_ste"), ("torch", "ste_sign"), None),
+    "larq_ada_ste_vs_larq_ste_sign_xla": (("larq", "ada_ste"), ("larq", "ste_sign"), None),
+}
+
+
+class _Worker:
+    """A timing process driven over stdin/stdout (see keras3_step_worker.py)."""
+
+    def __init__(self, name, command, env):
+        self.name = name
+        self._log = tempfile.TemporaryFile("w+")
+        self._process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=self._log, text=True)
+
+    def _read(self):
+        line = self._process.stdout.readline()
+        if not line:
+            self._log.seek(0)
+            raise RuntimeError(f"the {self.name} worker stopped:\n{self._log.read()[-3000:]}")
+        return line.strip()
+
+    def wait_ready(self):
+        while self._read() != "ready":
+            pass
+
+    def time(self, model, steps):
+        self._process.stdin.write(f"time {model} {steps}\n")
+        self._process.stdin.flush()
+        return json.loads(self._read())["seconds_per_step"]
+
+    def close(self):
+        if self._process.poll() is None:
+            self._process.stdin.write("quit\n")
+            self._process.stdin.close()
+        self._process.wait(timeout=60)
+        self._log.close()
+
+
+def _larq_worker(args):
+    """The Larq path's side of `--keras3`: its models compiled with XLA."""
+    from keras3_step_worker import serve  # run as a script: this folder is on sys.path
+
+    serve({name: _train_function(name, args.hidden, args.batch, True, 0)
+           for name in ("ada_ste", "ste_sign")}, args.warmup)
+
+
+def measure_keras3(args):
+    """Median step times and per-block ratios of KERAS3_ENTRIES, blocks alternating."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    sizes = ["--hidden", str(args.hidden), "--batch", str(args.batch),
+             "--warmup", str(args.warmup)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+               PYTHONPATH=os.pathsep.join(filter(None, [os.path.dirname(here),
+                                                        os.environ.get("PYTHONPATH")])))
+    workers = {}
+    try:
+        for backend in ("jax", "torch"):
+            workers[backend] = _Worker(
+                backend, [sys.executable, os.path.join(here, "keras3_step_worker.py"), *sizes],
+                dict(env, KERAS_BACKEND=backend))
+        workers["larq"] = _Worker("larq", [sys.executable, os.path.abspath(__file__),
+                                           "--larq-worker", *sizes], env)
+        for worker in workers.values():
+            worker.wait_ready()
+        times = {entry: [] for entry in KERAS3_ENTRIES}
+        for block in range(args.blocks):
+            order = KERAS3_ENTRIES if block % 2 == 0 else KERAS3_ENTRIES[::-1]
+            for worker, model in order:
+                steps = args.torch_steps if worker == "torch" else args.steps
+                times[(worker, model)].append(workers[worker].time(model, steps))
+    finally:
+        for worker in workers.values():
+            worker.close()
+    results = {}
+    for name, (top, bottom, goal) in KERAS3_RATIOS.items():
+        ratios = np.array(times[top]) / np.array(times[bottom])
+        results[name] = {
+            "median_step_ms": 1e3 * float(np.median(times[top])),
+            "baseline_median_step_ms": 1e3 * float(np.median(times[bottom])),
+            "median_ratio": float(np.median(ratios)),
+            "goal": goal,
+            "ratios": [float(r) for r in ratios],
+        }
+        print(f"{name:36s} median ratio {results[name]['median_ratio']:.3f} "
+              f"({results[name]['median_step_ms']:.1f} ms vs "
+              f"{results[name]['baseline_median_step_ms']:.1f} ms per step; "
+              f"{args.blocks} blocks)", flush=True)
+    return {"keras3": results}
+
+
 def _peak_memory_child(args):
     """In a fresh process: train a few steps, print the memory growth in bytes as JSON."""
     step = _train_function(args.memory_child, args.hidden, args.batch, args.jit_child, 0,
@@ -155,6 +258,11 @@ def main(argv=None):
     parser.add_argument("--name", default=None, help="results file stem")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--jit-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--keras3", action="store_true",
+                        help="time the Keras 3 front end (JAX, PyTorch) against the Larq path")
+    parser.add_argument("--larq-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--torch-steps", type=int, default=2,
+                        help="with --keras3: steps per PyTorch block (its steps are slow)")
     parser.add_argument("--blocks", type=int, default=15)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=5)
@@ -165,10 +273,12 @@ def main(argv=None):
         args.batch = 128 if args.model == "vgg16" else 100
     if args.memory_child:
         return _peak_memory_child(args)
+    if args.larq_worker:
+        return _larq_worker(args)
     if args.smoke:
-        args.hidden, args.blocks, args.steps, args.warmup = 32, 2, 2, 1
-    results = {}
-    for mode in args.modes:
+        args.hidden, args.blocks, args.steps, args.warmup, args.torch_steps = 32, 2, 2, 1, 1
+    results = measure_keras3(args) if args.keras3 else {}
+    for mode in [] if args.keras3 else args.modes:
         jit = mode == "xla"
         results[mode] = {}
         for name in args.candidates:
@@ -184,12 +294,16 @@ def main(argv=None):
                      if args.memory else ""), flush=True)
     os.makedirs(args.output, exist_ok=True)
     name = args.name or "quantizer_step" + ("" if args.model == "mlp" else f"_{args.model}")
+    name += "_keras3" if args.keras3 else ""
     name += "_smoke" if args.smoke else ""
     record = {
         "benchmark": "quantizer_step",
         "config": vars(args),
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus, {platform.platform()}",
         "tensorflow": tf.__version__,
+        **({"versions": {package: importlib.metadata.version(package)
+                         for package in ("keras", "jax", "torch", "larq", "tf-keras")}}
+           if args.keras3 else {}),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "results": results,
     }

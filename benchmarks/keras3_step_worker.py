@@ -1,0 +1,94 @@
+"""Worker of `quantizer_step.py --keras3`: times Keras 3 training steps on one backend.
+
+Keras reads its backend once per process, so `quantizer_step.py` starts one of these per
+backend (`KERAS_BACKEND=jax|torch`) and drives them in turn over stdin/stdout, so that
+their timed blocks alternate and never overlap. It imports neither TensorFlow nor Larq.
+
+Protocol (`serve`, also used by the Larq path's worker): the worker builds its models,
+prints `ready`, then answers every line `time NAME STEPS` with one JSON line
+`{"seconds_per_step": ...}` (the mean over STEPS steps of NAME's compiled training step);
+`quit` ends it. Keras is imported inside the functions, so that the Larq worker can
+import `serve` without loading Keras 3.
+
+    KERAS_BACKEND=jax python benchmarks/keras3_step_worker.py --hidden 1024 --batch 100
+"""
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+QUANTIZERS = ("ada_ste", "ste_sign")
+
+
+def _step_function(name, hidden, batch, jit, seed=0):
+    """A zero-argument function running one training step of model `name`, as `fit` does."""
+    import keras
+
+    from keras_bilevel.keras3 import AdaSTE, models
+
+    keras.utils.set_random_seed(seed)
+    quantizer = (lambda: AdaSTE()) if name == "ada_ste" else name
+    model = models.binary_mlp((784,), hidden, kernel_quantizer=quantizer)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=jit)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, 784)).astype(np.float32)
+    y = rng.integers(0, 10, batch).astype(np.int32)
+    model.train_on_batch(x, y)  # builds the optimizer and the metrics
+    model.make_train_function()
+    data = (keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y))
+    if keras.backend.backend() == "jax":
+        # The state-passing step of JAX's fit loop (Keras' JAX trainer).
+        state = [model._get_jax_state(trainable_variables=True, non_trainable_variables=True,
+                                      optimizer_variables=True, metrics_variables=True)]
+
+        def step():
+            logs, state[0] = model.train_function(state[0], iter([data]))
+            return logs
+
+        return step
+    return lambda: model.train_function([data])
+
+
+def time_block(step, steps):
+    """Mean seconds per call of `step` over `steps` calls, waiting for the last result."""
+    start = time.perf_counter()
+    for _ in range(steps):
+        logs = step()
+    float(logs["loss"])  # wait for the device
+    return (time.perf_counter() - start) / steps
+
+
+def serve(steps, warmup):
+    """Warm every step function up, then answer the parent's `time` lines until `quit`."""
+    for step in steps.values():
+        time_block(step, warmup)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        command = line.split()
+        if command[:1] == ["quit"]:
+            break
+        _, name, count = command
+        print(json.dumps({"seconds_per_step": time_block(steps[name], int(count))}),
+              flush=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hidden", type=int, default=1024)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=5)
+    args = parser.parse_args(argv)
+    import keras
+
+    jit = keras.backend.backend() in ("jax", "tensorflow")
+    serve({name: _step_function(name, args.hidden, args.batch, jit) for name in QUANTIZERS},
+          args.warmup)
+
+
+if __name__ == "__main__":
+    main()
