@@ -32,14 +32,15 @@ float32 file, the op list with the binary ops counted, the binary weight tensors
 they are stored, the largest difference and the argmax agreement. A difference above
 `tolerance` raises `ExportError` (the file is left in place for inspection).
 
-Binary activations and ties: the converters fold BatchNorm into the kernels, so the file
-rounds differently from Keras, and a pre-activation within float rounding of the sign
-threshold can take the other sign in the file; the change then propagates through the
-following binary layers. With BatchNorm statistics from training (moving averages) such
-near-ties are rare and the check passes (measured: largest relative difference about
-1e-6); BatchNorm statistics that make integer pre-activations land exactly on the
-threshold (e.g. a mean of a few integers) break ties differently and fail the check. The
-`ExportError` carries the report, whose `argmax_agreement` says how much it matters.
+Binary activations: the converters fold BatchNorm into the kernels, so the file rounds
+differently from Keras, and a pre-activation within float rounding of the sign threshold
+can take the other sign in the file (a flip), which then propagates through the
+following binary layers. That is not an error of the file. For files with binary
+activations, `to_lce` also writes a probe file that outputs every binary activation, runs
+the Keras model with the file's decisions forced in, and accepts the file when the only
+differences are flips within `flip_margin` of their threshold (counted in the report);
+a decision farther from the threshold is a departure, and the `ExportError` names the
+activation and the layer that feeds it. See `flips` and `probe`.
 
 The package, one concern per module (the last three know neither Larq nor tf.keras, so
 that a Keras 3 export reuses them with its own plain model and reference outputs):
@@ -49,16 +50,25 @@ that a Keras 3 export reuses them with its own plain model and reference outputs
 - `tflite_file`: float32 conversion of a plain Keras model, int8 storage of binary
   weights, inspection of a TFLite flatbuffer.
 - `check`: sample inputs, running a file (LiteRT or LCE interpreter), the comparison.
-- `report`: `ExportReport`, `WeightInfo`, `ExportError`.
+- `report`: `ExportReport`, `ActivationCheck`, `WeightInfo`, `ExportError`.
+- `flips`: binary activations of the model and of the file compared, flips told from
+  departures (arrays only).
+- `probe`: the probe model that outputs every binary activation (Keras 2).
 
 `strip_latent`, `to_tflite` and `to_lce` load their modules (and Larq) on first use.
 """
 
 import importlib
 
-from keras_bilevel.export.report import ExportError, ExportReport, WeightInfo
+from keras_bilevel.export.report import (
+    ActivationCheck,
+    ExportError,
+    ExportReport,
+    WeightInfo,
+)
 
 __all__ = [
+    "ActivationCheck",
     "ExportError",
     "ExportReport",
     "WeightInfo",

@@ -12,6 +12,12 @@ The comparison, with `scale = max |reference|` (1 if the reference is all zeros)
     max_rel_diff = max_abs_diff / scale        (must be <= tolerance)
     argmax_agreement = mean(argmax(file output, -1) == argmax(reference, -1))
 
+With a `probe` (`flips.ActivationProbe`, for networks with binary activations) the file
+passes where no binary activation departs from the model (differing decisions only
+within rounding of the threshold: flips) and its outputs match the model's computed with
+the file's binary decisions within `tolerance` (`max_rel_diff_given_flips`); a departure
+names the layer where the file departs. See `keras_bilevel.export.flips`.
+
 !!! example
     ```python
     x = sample_inputs((784,), seed=0)
@@ -23,13 +29,15 @@ The comparison, with `scale = max |reference|` (1 if the reference is all zeros)
 
 import numpy as np
 
+from keras_bilevel.export import flips
 from keras_bilevel.export.report import ExportError, ExportReport
-from keras_bilevel.export.tflite_file import inspect_flatbuffer
 
 __all__ = ["DEFAULT_TOLERANCE", "check_file", "run_lce", "run_tflite", "sample_inputs"]
 
 # Relative to the output scale (the largest |output| of the model on the samples).
 DEFAULT_TOLERANCE = 1e-4
+# The probe file must give the written file's outputs (relative to the output scale).
+_PROBE_AGREEMENT = 1e-6
 _INTERPRETERS = ("litert", "lce")
 
 
@@ -110,6 +118,8 @@ def check_file(
     tolerance=DEFAULT_TOLERANCE,
     notes=(),
     verbose=True,
+    probe=None,
+    flip_margin=flips.FLIP_MARGIN,
 ):
     """Runs an exported file on `samples`, compares it with `reference`, reports.
 
@@ -124,12 +134,18 @@ def check_file(
         tolerance: the largest accepted `max_rel_diff`.
         notes: warnings to carry in the report.
         verbose: print the report.
+        probe: a `flips.ActivationProbe` of the model, to compare its binary
+            activations with the file's and accept flips within rounding; None to
+            compare the outputs only.
+        flip_margin: with `probe`: the largest `|x| / max|x|` of a flip.
 
     # Returns
         The `ExportReport`.
 
     # Raises
-        ExportError: `max_rel_diff > tolerance` (the file stays at `path`).
+        ExportError: `max_rel_diff > tolerance`, or with `probe` a departing binary
+            activation or `max_rel_diff_given_flips > tolerance` (the file stays at
+            `path`).
     """
     if interpreter not in _INTERPRETERS:
         raise ValueError(
@@ -138,9 +154,19 @@ def check_file(
     run = run_lce if interpreter == "lce" else run_tflite
     reference = np.asarray(reference, np.float32)
     outputs = np.asarray(run(content, samples), np.float32).reshape(reference.shape)
+    # Imported here: it loads TensorFlow, which a Keras 3 process on JAX or PyTorch
+    # only needs in the subprocess that writes the file.
+    from keras_bilevel.export.tflite_file import inspect_flatbuffer
+
     ops, weights, hybrid = inspect_flatbuffer(content)
     max_abs = float(np.max(np.abs(outputs - reference)))
     scale = float(np.max(np.abs(reference))) or 1.0
+    notes = list(notes)
+    activations, given = [], None
+    if probe is not None:
+        activations, given = _compare_with_probe(
+            run, probe, samples, outputs, scale, flip_margin, notes
+        )
     agreement = None
     if reference.ndim >= 2 and reference.shape[-1] > 1:
         agreement = float(np.mean(np.argmax(outputs, -1) == np.argmax(reference, -1)))
@@ -160,16 +186,63 @@ def check_file(
         max_rel_diff=max_abs / scale,
         argmax_agreement=agreement,
         tolerance=tolerance,
-        warnings=list(notes),
+        warnings=notes,
+        activations=activations,
+        max_rel_diff_given_flips=given,
     )
     if verbose:
         print(report)
     if not report.passed:
         raise ExportError(
-            f"{path} does not compute what the Keras model computes: max difference "
-            f"{max_abs:.3g} = {report.max_rel_diff:.3g} of the output scale {scale:.4g}, "
-            f"above the tolerance {tolerance:g} (the file is left there for inspection).\n"
+            f"{path} does not compute what the Keras model computes: {_failure(report)} "
+            "(the file is left there for inspection).\n"
             f"{report}",
             report,
         )
     return report
+
+
+def _compare_with_probe(run, probe, samples, outputs, scale, margin, notes):
+    """`(activations, max_rel_diff_given_flips)`; `([], None)` if the probe disagrees."""
+    probe_outputs, decisions = flips.split_probe_outputs(probe, run(probe.content, samples))
+    disagreement = float(np.max(np.abs(probe_outputs - outputs))) / scale
+    if disagreement > _PROBE_AGREEMENT:
+        notes.append(
+            "binary activations not compared: the probe file (the model with its binary "
+            f"activations as outputs) differs from the written file by {disagreement:.3g}"
+            " of the output scale, so the check compares the outputs only"
+        )
+        return [], None
+    pre_activations, forced = probe.forced(samples, decisions)
+    checks = flips.compare_activations(probe, decisions, pre_activations, margin)
+    forced = np.asarray(forced, np.float32).reshape(outputs.shape)
+    return checks, float(np.max(np.abs(outputs - forced))) / scale
+
+
+def _failure(report):
+    """Why `report` failed, naming where the file departs from the model."""
+    tolerance = f"the tolerance {report.tolerance:g}"
+    departing = report.departing_layer
+    if departing is not None:
+        return (
+            f"it departs from the model at the binary activation {departing.name!r}: "
+            f"{departing.departures:,} of its {departing.values:,} values take the other "
+            f"value than in the model with inputs up to {departing.largest_departure:.3g}"
+            f" of the layer's scale from the threshold (beyond the flip margin "
+            f"{departing.margin:g}), given the same binary inputs as the file; the file "
+            f"computes the input of {departing.name!r} differently, in the ops between "
+            f"the previous binary activation and layer {departing.source!r}"
+        )
+    if report.max_rel_diff_given_flips is not None:
+        last = report.activations[-1].name if report.activations else "the input"
+        return (
+            f"its outputs differ from the model's computed with the file's binary "
+            f"activations by {report.max_rel_diff_given_flips:.3g} of the output scale "
+            f"{report.output_scale:.4g}, above {tolerance}: the file departs after the "
+            f"last binary activation {last!r} ({report.flips:,} flips within rounding "
+            "before it)"
+        )
+    return (
+        f"max difference {report.max_abs_diff:.3g} = {report.max_rel_diff:.3g} of the "
+        f"output scale {report.output_scale:.4g}, above {tolerance}"
+    )

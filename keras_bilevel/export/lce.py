@@ -10,8 +10,15 @@ import keras_bilevel._keras2  # noqa: F401  (Keras 2 mode before TensorFlow)
 
 import warnings
 
+import numpy as np
+
 from keras_bilevel.export import check, tflite_file
-from keras_bilevel.export.strip import has_binary_activations
+from keras_bilevel.export.probe import build_probe
+from keras_bilevel.export.report import ExportError
+from keras_bilevel.export.strip import (
+    has_binary_activations,
+    zero_padded_binary_convolutions_smaller_than_kernel,
+)
 from keras_bilevel.export.tflite import check_weights_argument, prepare
 
 __all__ = ["to_lce"]
@@ -29,6 +36,7 @@ def to_lce(
     seed=0,
     tolerance=check.DEFAULT_TOLERANCE,
     verbose=True,
+    flip_margin=check.flips.FLIP_MARGIN,
 ):
     """Writes a Larq Compute Engine file of the binary network and checks it.
 
@@ -48,8 +56,15 @@ def to_lce(
     it and warns (also in `report.warnings`); use `to_tflite(model, path, weights="int8")`
     for a file 4x smaller.
 
-    Binary activations make the check strict: see "Binary activations and ties" in the
-    module's documentation.
+    **Binary activations** are compared one by one (`keras_bilevel.export.flips`): the
+    model is converted a second time with them as outputs (the probe file, which must
+    give the written file's outputs), and evaluated with the file's binary decisions in
+    their place. A decision that differs from the model's where its input lies within
+    `flip_margin` of the layer's scale from the threshold is a flip (float rounding, no
+    error; counted in `report.flips`); one farther away is a departure, and the
+    `ExportError` names the layer. The outputs must match the model's computed with the
+    file's decisions within `tolerance` (`report.max_rel_diff_given_flips`);
+    `report.max_rel_diff` still compares with `model.predict`.
 
     !!! example
         ```python
@@ -59,6 +74,8 @@ def to_lce(
 
     # Arguments
         model, path, samples, num_samples, seed, tolerance, verbose: as for `to_tflite`.
+        flip_margin: the largest `|x| / max|x|` of a binary activation's input at which
+            the file may take the other value (a flip).
         weights: `"float32"` or `"int8"`: storage of the binary weights LCE does not
             bit-pack.
 
@@ -67,7 +84,9 @@ def to_lce(
 
     # Raises
         ImportError: larq-compute-engine is not installed.
-        ValueError, TypeError, ExportError: as for `to_tflite`.
+        ValueError, TypeError: as for `to_tflite`.
+        ExportError: a binary activation departs from the model (the message names
+            it), or the outputs differ from the model's by more than `tolerance`.
     """
     check_weights_argument(weights)
     try:
@@ -79,12 +98,16 @@ def to_lce(
             "nothing more."
         ) from error
 
+    def convert(keras_model):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Saved-model conversion failed.*")
+            content = larq_compute_engine.convert_keras_model(keras_model)
+        if weights == "int8":
+            content = tflite_file.store_binary_weights_int8(content, require=False)
+        return content
+
     x, reference, plain = prepare(model, samples, num_samples, seed)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Saved-model conversion failed.*")
-        content = larq_compute_engine.convert_keras_model(plain)
-    if weights == "int8":
-        content = tflite_file.store_binary_weights_int8(content, require=False)
+    content = convert(plain)
     path = tflite_file.write(path, content)
     float32_size = len(tflite_file.convert_keras_model(plain))
     notes = []
@@ -111,8 +134,38 @@ def to_lce(
             f"in float like a TFLite file{advice}."
         )
         warnings.warn(f"to_lce({path!r}): {notes[-1]}", UserWarning, stacklevel=2)
+    probe = None
+    if has_binary_activations(model):
+        _check_stripped(model, plain, x, reference, tolerance)
+        probe = build_probe(plain, convert)
+        small = zero_padded_binary_convolutions_smaller_than_kernel(model)
+        if small:
+            notes.append(
+                "LCE 0.16's optimised LceBconv2d kernel (the one devices and LCE's "
+                "interpreter run) computes binary convolutions with zero padding "
+                "(padding='same', pad_values=0) wrongly where the input is smaller than "
+                f"the kernel, here in {', '.join(small)} (its reference kernel is "
+                "right): expect the check to fail there. Train with pad_values=1.0, or "
+                "use inputs large enough that these layers see at least the kernel size"
+            )
+            warnings.warn(f"to_lce({path!r}): {notes[-1]}", UserWarning, stacklevel=2)
     return check.check_file(
         path, content, x, reference, format=f"lce-{weights}",
         float32_size_bytes=float32_size, interpreter="lce", tolerance=tolerance,
-        notes=notes, verbose=verbose,
+        notes=notes, verbose=verbose, probe=probe, flip_margin=flip_margin,
     )
+
+
+def _check_stripped(model, plain, x, reference, tolerance):
+    """The activation check evaluates the stripped model: it must give `reference`."""
+    stripped = plain.predict(x, batch_size=256, verbose=0)
+    scale = float(np.max(np.abs(reference))) or 1.0
+    gap = float(np.max(np.abs(stripped - reference))) / scale
+    if gap > tolerance:
+        raise ExportError(
+            f"strip_latent({model.name!r}) gives outputs {gap:.3g} of the output scale "
+            f"away from model.predict (tolerance {tolerance:g}): the stripped model does "
+            "not compute what the model computes, so no file was checked. This is a bug "
+            "of keras_bilevel; please report it with the model's summary.",
+            None,
+        )

@@ -1,7 +1,8 @@
 """What an export wrote and how closely the file reproduces the model it came from.
 
 `ExportReport` (printed after each export), `WeightInfo` (one binary weight tensor of the
-file) and `ExportError` (the file's outputs differ from the model's). Plain data: this
+file), `ActivationCheck` (one binary activation of the file compared with the model's)
+and `ExportError` (the file's outputs differ from the model's). Plain data: this
 module imports neither TensorFlow nor Larq, and both front ends (Larq on Keras 2, and
 Keras 3) report with it.
 """
@@ -9,13 +10,15 @@ Keras 3) report with it.
 import collections
 import dataclasses
 
-__all__ = ["ExportError", "ExportReport", "WeightInfo"]
+__all__ = ["ActivationCheck", "ExportError", "ExportReport", "WeightInfo"]
 
 
 class ExportError(RuntimeError):
     """The written file does not compute what the Keras model computes.
 
     `report` holds the measurements (`ExportReport`); the file is left at `report.path`.
+    `report` is None where no file was checked (`to_lce`: the stripped model itself
+    differs from the model, a bug of keras_bilevel).
 
     !!! example
         ```python
@@ -60,6 +63,44 @@ class WeightInfo:
 
 
 @dataclasses.dataclass
+class ActivationCheck:
+    """One binary activation of an exported file, compared with the model's.
+
+    A decision of the file that differs from the model's is a *flip* where the input
+    `x` of the activation lies within `margin * scale` of the threshold (float rounding:
+    no error of the file), a *departure* elsewhere (the file computes `x` differently).
+    See `keras_bilevel.export.flips`.
+
+    !!! example
+        ```python
+        report = keras_bilevel.export.to_lce(model, "model.tflite")
+        {check.name: check.flips for check in report.activations if check.flips}
+        ```
+
+    # Attributes
+        name: the binary activation (layer name, e.g. `"conv2d_1_input_sign"`).
+        source: the layer that computes its input.
+        values: how many binary values it gave on all samples.
+        flips: differing decisions within `margin * scale` of the threshold.
+        departures: differing decisions farther from it.
+        largest_flip: the largest `|x| / scale` among the flips (0 if none).
+        largest_departure: the largest `|x| / scale` among the departures (0 if none).
+        scale: the largest `|x|` of the layer on the samples.
+        margin: the flip margin, relative to `scale`.
+    """
+
+    name: str
+    source: str
+    values: int
+    flips: int
+    departures: int
+    largest_flip: float
+    largest_departure: float
+    scale: float
+    margin: float
+
+
+@dataclasses.dataclass
 class ExportReport:
     """What an export wrote and how closely the file reproduces the Keras model.
 
@@ -82,6 +123,11 @@ class ExportReport:
             (`None` for outputs with a single value per sample).
         tolerance: the largest `max_rel_diff` accepted.
         warnings: what the user should know about the file (e.g. no binary ops).
+        activations: one `ActivationCheck` per binary activation, where the check
+            compared them (LCE files of networks with binary activations); else empty.
+        max_rel_diff_given_flips: with `activations`: the largest difference between
+            the file's outputs and the model's computed with the file's binary decisions,
+            relative to `output_scale` (must be <= `tolerance`); else None.
 
     !!! example
         ```python
@@ -107,6 +153,20 @@ class ExportReport:
     argmax_agreement: float | None
     tolerance: float
     warnings: list = dataclasses.field(default_factory=list)
+    activations: list = dataclasses.field(default_factory=list)
+    max_rel_diff_given_flips: float | None = None
+
+    @property
+    def flips(self):
+        """Binary activations of the file within rounding of the threshold that took the
+        other value than in the model (0 where the activations were not compared)."""
+        return sum(check.flips for check in self.activations)
+
+    @property
+    def departing_layer(self):
+        """The first binary activation whose input the file computes differently from
+        the model (`ActivationCheck`), or None."""
+        return next((check for check in self.activations if check.departures), None)
 
     @property
     def binary_weight_bytes(self):
@@ -120,7 +180,15 @@ class ExportReport:
 
     @property
     def passed(self):
-        """Whether the file reproduces the model within `tolerance`."""
+        """Whether the file reproduces the model within `tolerance`.
+
+        With `activations`: no departure, and the outputs within `tolerance` of the
+        model's computed with the file's binary decisions (flips accepted)."""
+        if self.max_rel_diff_given_flips is not None:
+            return bool(
+                self.departing_layer is None
+                and self.max_rel_diff_given_flips <= self.tolerance
+            )
         return bool(self.max_rel_diff <= self.tolerance)
 
     def __str__(self):
@@ -155,6 +223,7 @@ class ExportReport:
              f"{self.max_rel_diff:.3g} (output scale {self.output_scale:.4g}, "
              f"tolerance {self.tolerance:.0e})"),
             ("argmax agreement", agreement),
+            *self._activation_rows(),
             ("check", "passed" if self.passed else "FAILED"),
         ]
         rows += [("warning", text) for text in self.warnings]
@@ -162,3 +231,30 @@ class ExportReport:
         lines = [f"Export report: {self.path} ({self.format})"]
         lines += [f"  {key:<{width}}  {value}" for key, value in rows]
         return "\n".join(lines)
+
+    def _activation_rows(self):
+        if self.max_rel_diff_given_flips is None:
+            return []
+        values = sum(check.values for check in self.activations)
+        flipped = [check for check in self.activations if check.flips]
+        largest = max((check.largest_flip for check in flipped), default=0.0)
+        margin = self.activations[0].margin if self.activations else 0.0
+        rows = [
+            ("binary activations",
+             f"{len(self.activations)} layers, {values:,} values compared; {self.flips:,} "
+             f"flips within rounding of the threshold (|x| <= {margin:.0e} of the "
+             f"layer's scale; largest {largest:.2g}) in {len(flipped)} layers"),
+            ("diff given flips",
+             f"{self.max_rel_diff_given_flips:.3g} of the output scale (the model "
+             "computed with the file's binary activations)"),
+        ]
+        departing = self.departing_layer
+        if departing is not None:
+            rows.append(
+                ("departs at",
+                 f"{departing.name} (input computed by {departing.source}): "
+                 f"{departing.departures:,} of {departing.values:,} values take the "
+                 f"other value with |x| up to {departing.largest_departure:.3g} of the "
+                 "layer's scale")
+            )
+        return rows

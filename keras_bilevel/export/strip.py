@@ -12,7 +12,13 @@ import keras_bilevel._keras2  # noqa: F401  (Keras 2 mode before TensorFlow)
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["check_exportable", "has_binary_activations", "strip_latent"]
+__all__ = [
+    "check_exportable",
+    "has_binary_activations",
+    "replay_graph",
+    "strip_latent",
+    "zero_padded_binary_convolutions_smaller_than_kernel",
+]
 
 _QUANTIZED_KERNELS = {
     "kernel": "kernel_quantizer",
@@ -124,6 +130,27 @@ def has_binary_activations(model):
     )
 
 
+def zero_padded_binary_convolutions_smaller_than_kernel(model):
+    """Names of the layers with binary inputs, `padding="same"`, `pad_values=0` and an
+    input smaller than the kernel in a spatial dimension (measured: LCE 0.16's optimised
+    `LceBconv2d` kernel gets these wrong, e.g. a 3x3 kernel on 2x2 or 1x1 inputs)."""
+    names = []
+    for layer in _walk_layers(model):
+        if not _is_binary(getattr(layer, "input_quantizer", None)):
+            continue
+        if getattr(layer, "padding", None) != "same" or not hasattr(layer, "kernel_size"):
+            continue
+        if float(tf.keras.backend.get_value(getattr(layer, "pad_values", 0.0))) != 0.0:
+            continue
+        shape = layer.input_shape
+        spatial = shape[1:-1] if getattr(layer, "data_format", "") == "channels_last" \
+            else shape[2:]
+        if any(size is not None and size < kernel
+               for size, kernel in zip(spatial, layer.kernel_size)):
+            names.append(layer.name)
+    return names
+
+
 def _check_binary_layers(model):
     if not _binary_layers(model):
         raise ValueError(
@@ -147,7 +174,18 @@ def _strip_graph(model, layer_map, name=None):
                 name=input_layer.name,
             )
         )
-    computed = {id(old): new for old, new in zip(model.inputs, new_inputs)}
+    outputs = replay_graph(
+        model, new_inputs,
+        lambda node, args, kwargs: _plain_call(node.layer, layer_map, args, kwargs),
+    )
+    return tf.keras.Model(new_inputs, outputs, name=name or model.name)
+
+
+def replay_graph(model, inputs, call_node):
+    """The outputs of a functional model's graph computed again from `inputs`, node by
+    node in order, each node's outputs given by `call_node(node, args, kwargs)` (its
+    arguments mapped to the new tensors)."""
+    computed = {id(old): new for old, new in zip(model.inputs, tf.nest.flatten(inputs))}
 
     def lookup(value):
         return computed.get(id(value), value)
@@ -158,12 +196,11 @@ def _strip_graph(model, layer_map, name=None):
                 continue
             args = tf.nest.map_structure(lookup, node.call_args)
             kwargs = tf.nest.map_structure(lookup, node.call_kwargs)
-            outputs = _plain_call(node.layer, layer_map, args, kwargs)
+            outputs = call_node(node, args, kwargs)
             for old, new in zip(tf.nest.flatten(node.outputs), tf.nest.flatten(outputs)):
                 computed[id(old)] = new
     outputs = [computed[id(tensor)] for tensor in model.outputs]
-    outputs = tf.nest.pack_sequence_as(model._nested_outputs, outputs)
-    return tf.keras.Model(new_inputs, outputs, name=name or model.name)
+    return tf.nest.pack_sequence_as(model._nested_outputs, outputs)
 
 
 def _plain_call(layer, layer_map, args, kwargs):
