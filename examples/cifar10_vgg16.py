@@ -1,14 +1,14 @@
 """VGG-16 (CIFAR form, every weight binary) on CIFAR-10 with the AdaSTE recipe.
 
     python examples/cifar10_vgg16.py --download --epochs 500     # on a machine with internet
+    python examples/cifar10_vgg16.py --backend jax ...           # Keras 3 on JAX, no Larq
 """
 
-import keras_bilevel
 from paper_protocol import parse_args, run
 
 
-def build(input_shape, classes, recipe):
-    return keras_bilevel.models.vgg16(
+def build(models, input_shape, classes, recipe):
+    return models.vgg16(
         input_shape, classes=classes, kernel_quantizer=recipe.kernel_quantizer,
         kernel_initializer=recipe.kernel_initializer)
 

@@ -2,14 +2,14 @@
 
     python scripts/prepare_offline_mnist.py ~/tfds      # once, offline (or --download)
     python examples/mnist_mlp.py --data-dir ~/tfds --epochs 500
+    python examples/mnist_mlp.py --data-dir ~/tfds --backend jax    # Keras 3 on JAX, no Larq
 """
 
-import keras_bilevel
 from paper_protocol import parse_args, run
 
 
-def build(input_shape, classes, recipe):
-    return keras_bilevel.models.binary_mlp(
+def build(models, input_shape, classes, recipe):
+    return models.binary_mlp(
         input_shape, hidden_units=1024, classes=classes,
         kernel_quantizer=recipe.kernel_quantizer,
         kernel_initializer=recipe.kernel_initializer)

@@ -3,11 +3,15 @@
     keras-bilevel train                      # offline default: digits, binary MLP, AdaSTE
     keras-bilevel train --dataset mnist --data-dir ~/tfds --model mlp --method ste
     keras-bilevel train --epochs 500 --output runs/a --resume   # continue a killed run
+    keras-bilevel train --backend jax        # Keras 3 on JAX (or tensorflow, torch); no Larq
     keras-bilevel evaluate runs/.../model.keras --dataset digits
     keras-bilevel export runs/.../model.keras --format tflite-int8
 
-This module parses the arguments and sets TensorFlow's logging up before TensorFlow is
-imported (so it imports no TensorFlow itself); `keras_bilevel.commands` does the work.
+This module parses the arguments, then sets TensorFlow's logging and, for a Keras 3
+backend, `KERAS_BACKEND` up before TensorFlow or Keras is imported (so it imports neither
+itself); `keras_bilevel.commands` (`--backend larq`, the default: Larq on Keras 2) or
+`keras_bilevel.keras3.commands` (Keras 3) does the work. `evaluate` and `export` read
+which Keras wrote a `.keras` file from its metadata and take the matching path.
 By default the output is our own lines and Keras' progress bars; `--verbose` lets
 TensorFlow's log through. Bad arguments and missing data end with one line on stderr
 and exit status 2, not a traceback; Ctrl-C ends with one line and exit status 130.
@@ -15,12 +19,16 @@ and exit status 2, not a traceback; Ctrl-C ends with one line and exit status 13
 
 import argparse
 import contextlib
+import importlib
+import json
 import logging
 import os
 import sys
 import tempfile
 import warnings
 import zipfile
+
+from keras_bilevel._run_files import default_output
 
 __all__ = ["main"]
 
@@ -30,6 +38,12 @@ __all__ = ["main"]
 MODELS = ("mlp", "vgg_small", "vgg16", "resnet18")
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100")
 METHODS = ("adaste", "adaste-reference", "bop", "full-precision", "ste")
+# "larq": Larq on Keras 2 (keras_bilevel.commands); the others: Keras 3 on that backend
+# (keras_bilevel.keras3.commands), where Larq's Bop does not exist.
+BACKENDS = ("larq", "jax", "tensorflow", "torch")
+LARQ_ONLY_METHODS = ("bop",)
+# The backend a Keras 3 file is evaluated / exported on when --backend is not given.
+KERAS3_DEFAULT_BACKEND = {"evaluate": "jax", "export": "tensorflow"}
 MODEL_FORMATS = "a .keras file, a .h5/.hdf5 file or a SavedModel directory"
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -63,6 +77,9 @@ def build_parser():
 
     train = commands.add_parser("train", parents=[common],
                                 help="train a binary network and save it")
+    train.add_argument("--backend", default="larq", choices=BACKENDS,
+                       help="larq (default): Larq on Keras 2; jax, tensorflow, torch: "
+                            "Keras 3 on that backend")
     train.add_argument("--dataset", default="digits", choices=DATASETS)
     train.add_argument("--model", default="mlp", choices=MODELS)
     train.add_argument("--method", default="adaste", choices=METHODS)
@@ -72,7 +89,8 @@ def build_parser():
                        help="width of the MLP's hidden layers (default 1024)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None,
-                       help="compile the training step with XLA (default: on GPU only)")
+                       help="compile the training step (default: on GPU only; always on "
+                            "JAX; never on torch, where it means torch.compile)")
     train.add_argument("--data-dir", default=None, help="tensorflow-datasets data_dir")
     train.add_argument("--download", action="store_true",
                        help="let tensorflow-datasets download missing data")
@@ -92,6 +110,9 @@ def build_parser():
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--data-dir", default=None)
     evaluate.add_argument("--download", action="store_true")
+    evaluate.add_argument("--backend", default=None, choices=BACKENDS,
+                          help="larq for a Keras 2 (Larq) file, the default for it; for a "
+                               "Keras 3 file the backend to evaluate on (default jax)")
 
     export = commands.add_parser("export", parents=[common],
                                  help="export a saved model to TFLite or LCE")
@@ -100,6 +121,9 @@ def build_parser():
                         choices=("tflite", "tflite-int8", "lce"))
     export.add_argument("--output", default=None,
                         help="output file (default: next to MODEL, with .tflite)")
+    export.add_argument("--backend", default=None, choices=BACKENDS,
+                        help="larq for a Keras 2 (Larq) file, the default for it; for a "
+                             "Keras 3 file the backend that loads it (default tensorflow)")
     return parser
 
 
@@ -120,6 +144,21 @@ def check_model_path(path):
     what = ("its contents are not that format" if extension in (".keras", ".h5", ".hdf5")
             else "not a model")
     raise UsageError(f"{path} is {what}; MODEL must be {MODEL_FORMATS}")
+
+
+def keras_major_version(path):
+    """3 for a `.keras` file written by Keras 3, 2 for any other model (a `.keras` file of
+    Keras 2's tf_keras, `.h5`, SavedModel): the `keras_version` of the file's
+    metadata.json. Reads the file, imports nothing."""
+    if os.path.isdir(path) or not zipfile.is_zipfile(path):
+        return 2
+    try:
+        with zipfile.ZipFile(path) as archive:
+            version = json.loads(archive.read("metadata.json"))["keras_version"]
+    except (KeyError, ValueError) as error:
+        raise UsageError(f"{path} is a zip file without Keras' metadata.json; MODEL must "
+                         f"be {MODEL_FORMATS}") from error
+    return 3 if str(version).startswith("3.") else 2
 
 
 def _is_hdf5(path):
@@ -168,15 +207,32 @@ def _native_stderr_held_back():
             os.close(saved)
 
 
-def _import_commands(verbose):
-    """keras_bilevel.commands, imported with TensorFlow's C++ log level set (quiet)."""
+def _import_commands(backend, verbose):
+    """The commands of `backend`'s front end, imported with TensorFlow's C++ log level
+    set (quiet) and, for Keras 3, `KERAS_BACKEND`."""
+    if backend == "larq":
+        name = "keras_bilevel.commands"
+    else:
+        _select_keras_backend(backend)
+        name = "keras_bilevel.keras3.commands"
     if verbose or "tensorflow" in sys.modules:
-        from keras_bilevel import commands
-        return commands
+        return importlib.import_module(name)
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # C++: FATAL only; read when TF loads
     with _native_stderr_held_back():
-        from keras_bilevel import commands
-    return commands
+        return importlib.import_module(name)
+
+
+def _select_keras_backend(backend):
+    """Set KERAS_BACKEND, or refuse if Keras 3 already runs on another in this process."""
+    if "keras" in sys.modules:
+        import keras
+
+        running = keras.backend.backend()
+        if running != backend:
+            raise UsageError(f"--backend {backend}: Keras already runs on {running} in this "
+                             "process, and Keras fixes its backend per process; run "
+                             "keras-bilevel in a new process")
+    os.environ["KERAS_BACKEND"] = backend
 
 
 @contextlib.contextmanager
@@ -186,7 +242,7 @@ def _python_logs_quiet(verbose):
     if verbose:
         yield
         return
-    loggers = [logging.getLogger(name) for name in ("tensorflow", "absl", "h5py")]
+    loggers = [logging.getLogger(name) for name in ("tensorflow", "absl", "h5py", "jax")]
     levels = [logger.level for logger in loggers]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore")
@@ -200,18 +256,53 @@ def _python_logs_quiet(verbose):
                 logger.setLevel(level)
 
 
+def _check_backend(args):
+    """Fill in `args.backend` for evaluate/export (from the file) and refuse what a
+    backend cannot do; one line each."""
+    if args.command == "train":
+        if args.backend != "larq" and args.method in LARQ_ONLY_METHODS:
+            raise UsageError(f"--method {args.method} is Larq-only (Larq's Bop optimizer): "
+                             f"use --backend larq, or another method with --backend "
+                             f"{args.backend} ({', '.join(m for m in METHODS if m != 'bop')})")
+        return
+    if keras_major_version(args.model_path) == 3:
+        if args.backend == "larq":
+            raise UsageError(f"{args.model_path} is a Keras 3 file: use --backend jax, "
+                             "tensorflow or torch (or leave --backend out)")
+        args.backend = args.backend or KERAS3_DEFAULT_BACKEND[args.command]
+        if args.command == "export" and args.format == "lce":
+            raise UsageError(f"--format lce needs a Larq (Keras 2) model, and "
+                             f"{args.model_path} is a Keras 3 file: use --format tflite "
+                             "or tflite-int8")
+    elif args.backend not in (None, "larq"):
+        raise UsageError(f"{args.model_path} is a Keras 2 (Larq) model: use --backend larq "
+                         "(or leave --backend out)")
+    else:
+        args.backend = "larq"
+
+
+def _export_path(args):
+    stem = os.path.splitext(args.model_path.rstrip(os.sep))[0]
+    suffix = {"tflite": ".tflite", "tflite-int8": ".int8.tflite", "lce": ".lce.tflite"}
+    return stem + suffix[args.format]
+
+
 def _run(args):
     if args.command in ("evaluate", "export"):
         check_model_path(args.model_path)
     if args.command == "train" and args.resume and args.output is None:
         raise UsageError("--resume needs --output DIR, the directory of the run to continue")
+    _check_backend(args)
+    if args.command == "train" and args.output is None:
+        args.output = default_output(args)
+    if args.command == "export" and args.output is None:
+        args.output = _export_path(args)
     with _python_logs_quiet(args.verbose):
-        commands = _import_commands(args.verbose)
-        if args.command == "train" and args.output is None:
-            args.output = commands.default_output(args)
-        # Exporting runs LiteRT's interpreter, which logs to stderr whatever the settings.
-        quiet_export = args.command == "export" and not args.verbose
-        with _native_stderr_held_back() if quiet_export else contextlib.nullcontext():
+        commands = _import_commands(args.backend, args.verbose)
+        # Exporting runs LiteRT's interpreter, which logs to stderr whatever the settings;
+        # on Keras 3, TensorFlow may load late (TFDS data, export) and log as it does.
+        quiet = not args.verbose and (args.command == "export" or args.backend != "larq")
+        with _native_stderr_held_back() if quiet else contextlib.nullcontext():
             try:
                 commands.COMMANDS[args.command](args)
             except (ValueError, ImportError, OSError) as error:  # data, arguments, files

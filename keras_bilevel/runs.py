@@ -23,99 +23,34 @@ This module keeps the directory; it trains nothing (`fit` does).
 
 import keras_bilevel._keras2  # noqa: F401  (Keras 2 mode before TensorFlow)
 
-import csv
-import json
-import os
 import re
-import shutil
-import signal
 import time
 
 import tensorflow as tf
 
-__all__ = ["RunDirectory", "RunDirectoryError"]
+from keras_bilevel._run_files import (  # noqa: F401  (INTERRUPT_ENV, RunDirectoryError: API)
+    INTERRUPT_ENV,
+    InterruptForTests,
+    RunDirectoryError,
+    RunFiles,
+    interrupt_point,
+)
 
-CHECKPOINT = "checkpoint"
-CONFIG = "run.json"
-HISTORY = "history.csv"
-METRICS = "metrics.json"
-# Test-only: "EPOCH,BATCH,SIGNAL" sends SIGNAL (KILL, INT) to this process when batch BATCH
-# of epoch EPOCH (both 0-based) is about to run, to interrupt a run at a known point.
-INTERRUPT_ENV = "_KERAS_BILEVEL_TEST_INTERRUPT"
-
-
-class RunDirectoryError(ValueError):
-    """The directory cannot hold this run as asked (a different or finished run)."""
+__all__ = ["INTERRUPT_ENV", "RunDirectory", "RunDirectoryError"]
 
 
-def _flag(name, value):
-    """How the command line spells argument `name` with `value`."""
-    option = "--" + name.replace("_", "-")
-    if isinstance(value, bool):
-        return option if value else "--no-" + option[2:]
-    if value is None:
-        return f"no {option}"
-    return f"{option} {value}"
-
-
-class RunDirectory:
-    """The output directory of one training run (see the module docstring).
+class RunDirectory(RunFiles):
+    """The output directory of one training run (see the module docstring); run.json,
+    history.csv and the refusals are `keras_bilevel._run_files.RunFiles`'.
 
     # Arguments
         path: the directory; created by `prepare` if missing.
     """
 
-    def __init__(self, path):
-        self.path = os.fspath(path)
-        self.checkpoint_dir = os.path.join(self.path, CHECKPOINT)
-        self.history_path = os.path.join(self.path, HISTORY)
-        self._config_path = os.path.join(self.checkpoint_dir, CONFIG)
-
-    def _recorded(self):
-        """run.json: the run's configuration under "config", and "finished"; or None."""
-        if not os.path.exists(self._config_path):
-            return None
-        with open(self._config_path) as f:
-            return json.load(f)
-
     def epochs_done(self):
         """Epochs finished and checkpointed (0 when there is no checkpoint)."""
         latest = tf.train.latest_checkpoint(self.checkpoint_dir)
         return int(re.search(r"-(\d+)$", latest).group(1)) if latest else 0
-
-    def prepare(self, config, resume):
-        """Check that the directory can take this run, and record `config` in it.
-
-        A new run (`resume=False`) refuses a directory holding an unfinished run; a
-        resumed one refuses a directory with no unfinished run or with one started with
-        a different `config` (a dict of argument name to value). Raises
-        `RunDirectoryError` with one line that says what to do.
-        """
-        recorded = self._recorded()
-        interrupted = recorded is not None and not recorded["finished"]
-        if not resume:
-            if interrupted:
-                raise RunDirectoryError(
-                    f"{self.path} holds an interrupted run ({self.epochs_done()} of "
-                    f"{recorded['config']['epochs']} epochs done): add --resume to "
-                    "continue it, or choose another --output")
-            shutil.rmtree(self.checkpoint_dir, ignore_errors=True)  # a finished run's
-            os.makedirs(self.checkpoint_dir)
-            self._record(config, finished=False)
-            return
-        if recorded is None:
-            raise RunDirectoryError(f"--resume: {self.path} holds no interrupted run "
-                                    f"(no {CHECKPOINT}/{CONFIG}); leave out --resume to "
-                                    "start one")
-        if recorded["finished"]:
-            raise RunDirectoryError(f"--resume: {self.path} holds a finished run; nothing "
-                                    "to resume")
-        started = recorded["config"]
-        for name in sorted(set(config) | set(started)):
-            if config.get(name) != started.get(name):
-                raise RunDirectoryError(
-                    f"--resume: {self.path} was started with "
-                    f"{_flag(name, started.get(name))}, not {_flag(name, config.get(name))}")
 
     def restore(self, model, epochs):
         """Load the last checkpoint into `model` and its optimizer; returns the number of
@@ -143,46 +78,14 @@ class RunDirectory:
         them after any callback that adds to the epoch logs."""
         history = tf.keras.callbacks.CSVLogger(self.history_path, append=initial_epoch > 0)
         found = [history, _EpochCheckpoint(self._manager, self._done, self._seconds)]
-        interrupt = os.environ.get(INTERRUPT_ENV)
+        interrupt = interrupt_point()
         if interrupt:
-            found.append(_InterruptForTests(*interrupt.split(",")))
+            found.append(_InterruptForTests(*interrupt))
         return found
 
     def seconds_per_epoch(self):
         """Wall-clock seconds of every finished epoch, resumed runs included."""
         return [float(s) for s in self._seconds.numpy()[:int(self._done.numpy())]]
-
-    def history(self):
-        """history.csv as `{column: [value per epoch]}` (without the `epoch` column)."""
-        with open(self.history_path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        columns = [c for c in (rows[0] if rows else {}) if c != "epoch"]
-        return {c: [float(row[c]) for row in rows] for c in columns}
-
-    def finish(self):
-        """Mark the run complete (call it once its files are written)."""
-        self._record(self._recorded()["config"], finished=True)
-
-    def _record(self, config, finished):
-        _write_atomically(self._config_path,
-                          json.dumps({"config": config, "finished": finished}, indent=2))
-
-    def _truncate_history(self, done):
-        """Drop rows of epochs that finished after the last checkpoint (a kill between
-        the row and the checkpoint), so the resumed run writes them once."""
-        if not os.path.exists(self.history_path):
-            return
-        with open(self.history_path, newline="") as f:
-            lines = f.read().splitlines(keepends=True)
-        if len(lines) > done + 1:
-            _write_atomically(self.history_path, "".join(lines[:done + 1]))
-
-
-def _write_atomically(path, text):
-    temporary = path + ".tmp"
-    with open(temporary, "w", newline="") as f:
-        f.write(text)
-    os.replace(temporary, path)
 
 
 class _EpochCheckpoint(tf.keras.callbacks.Callback):
@@ -201,15 +104,5 @@ class _EpochCheckpoint(tf.keras.callbacks.Callback):
         self._manager.save(checkpoint_number=epoch + 1)
 
 
-class _InterruptForTests(tf.keras.callbacks.Callback):
-    def __init__(self, epoch, batch, signal_name):
-        super().__init__()
-        self._at = (int(epoch), int(batch))
-        self._signal = getattr(signal, "SIG" + signal_name)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if (self._epoch, batch) == self._at:
-            os.kill(os.getpid(), self._signal)
+class _InterruptForTests(InterruptForTests, tf.keras.callbacks.Callback):
+    """The test-only interruption (`INTERRUPT_ENV`) as a Keras 2 callback."""

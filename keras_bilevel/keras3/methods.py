@@ -23,6 +23,7 @@ from typing import Any, Callable, Optional
 
 import keras
 
+from keras_bilevel._recipes import check_run
 from keras_bilevel.keras3 import recipes
 from keras_bilevel.keras3.callbacks import AnnealMu, BinarizationGap
 from keras_bilevel.keras3.constraints import WeightClip
@@ -42,12 +43,6 @@ class MethodRecipe(recipes.Recipe):
     kernel_constraint: Optional[Callable[[], Any]] = None
 
 
-def _check_run(method, **values):
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{method}: `{name}` must be an int >= 1, got {value!r}.")
-
-
 def _adam_cosine(learning_rate, epochs, steps_per_epoch):
     return keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
         learning_rate, decay_steps=epochs * steps_per_epoch))
@@ -55,7 +50,7 @@ def _adam_cosine(learning_rate, epochs, steps_per_epoch):
 
 def _adam_recipe(method, train_size, epochs, steps_per_epoch, batch_size, learning_rate,
                  quantizer, constraint, callbacks, sources):
-    _check_run(method, train_size=train_size, epochs=epochs,
+    check_run(method, train_size=train_size, epochs=epochs,
                steps_per_epoch=steps_per_epoch, batch_size=batch_size)
     return MethodRecipe(
         optimizer=_adam_cosine(learning_rate, epochs, steps_per_epoch),
