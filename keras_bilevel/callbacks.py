@@ -1,15 +1,20 @@
-"""Keras callbacks for AdaSTE training: the mu schedule and the binarization gap.
+"""Keras callbacks for AdaSTE training (Larq path): the mu schedules, the binarization
+gap, skipped steps, and the loss-scale link for mixed precision.
 
 They find every AdaSTE quantizer in a model (nested models and layers included) and act
 on it once per epoch; they must not hold any training state of their own that a resumed
-run would need (the schedule is a function of the epoch index).
+run would need (the schedule is a function of the epoch index). What the first four do
+is written once in `keras_bilevel._callbacks`, shared with the Keras 3 front end; this
+module binds it to tf.keras and Larq.
 """
+
+import keras_bilevel._keras2  # noqa: F401  (Keras 2 mode before TensorFlow)
 
 import logging
 
-import numpy as np
 import tensorflow as tf
 
+from keras_bilevel import _callbacks
 from keras_bilevel import math as ada_math
 from keras_bilevel.quantizers import AdaSTE
 
@@ -48,219 +53,42 @@ def adaste_quantizers(model):
     return list(found.values())
 
 
-class _MuSchedule(tf.keras.callbacks.Callback):
-    """Finds the model's AdaSTE quantizers and writes the current mu to the epoch logs."""
+class _Callback(tf.keras.callbacks.Callback):
+    """The tf.keras side of the shared callbacks (`keras_bilevel._callbacks`)."""
 
-    def on_train_begin(self, logs=None):
-        self._quantizers = adaste_quantizers(self.model)
-        if not self._quantizers:
-            log.warning("%s: the model has no AdaSTE quantizer; nothing to anneal.",
-                        type(self).__name__)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None and self._quantizers:
-            logs["mu"] = float(self._quantizers[0].mu.numpy())
+    _log = log
+    _find_quantizers = staticmethod(adaste_quantizers)
+    _find_variables = staticmethod(adaste_variables)
+    _number = staticmethod(lambda value: value.numpy())
 
 
-@tf.keras.utils.register_keras_serializable(package="keras_bilevel")
-class AnnealMu(_MuSchedule):
-    r"""Raises AdaSTE's relaxation parameter at the start of every epoch.
-
-    At the start of epoch \\(e\\) (0-based), for every AdaSTE quantizer of the model:
-    \\[ \mu_e = \min(\mu_0 \cdot \text{rate}^{e+1}, \mu_{\max}) \\]
-    which is `mu <- min(mu * rate, max_mu)` applied once per epoch, computed from the
-    epoch index and the quantizer's initial `mu` (\\(\mu_0\\)), so that a resumed run
-    (`BackupAndRestore`, or `load_model` + `fit(initial_epoch=...)`) continues the
-    schedule exactly. `max_mu` defaults to each quantizer's `1 / alpha`, where the
-    relaxation becomes an exact binariser.
-
-    The current mu is written to the epoch logs as `mu` (the first quantizer's value),
-    so History, CSVLogger and TensorBoard record it: list AnnealMu before them.
-
-    !!! example
-        ```python
-        model.fit(x, y, epochs=10, callbacks=[keras_bilevel.callbacks.AnnealMu(1.05)])
-        ```
-
-    # Arguments
-        rate: factor applied per epoch (> 0).
-        max_mu: cap on mu (> 0), or None for 1 / alpha.
-    """
-
-    def __init__(self, rate=1.05, max_mu=None):
-        super().__init__()
-        if not rate > 0:
-            raise ValueError(f"AnnealMu: `rate` must be > 0, got {rate!r}.")
-        if max_mu is not None and not max_mu > 0:
-            raise ValueError(f"AnnealMu: `max_mu` must be > 0 or None, got {max_mu!r}.")
-        self.rate = float(rate)
-        self.max_mu = None if max_mu is None else float(max_mu)
-
-    def mu_at_epoch(self, quantizer, epoch):
-        """The mu that `quantizer` trains with during epoch `epoch` (0-based)."""
-        cap = quantizer.max_mu if self.max_mu is None else self.max_mu
-        return min(quantizer.initial_mu * self.rate ** (epoch + 1), cap)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        for quantizer in self._quantizers:
-            quantizer.mu.assign(self.mu_at_epoch(quantizer, epoch))
-
-    def get_config(self):
-        return {"rate": self.rate, "max_mu": self.max_mu}
+# The behaviour, arguments, logs and documentation are those of `keras_bilevel._callbacks`,
+# shared with the Keras 3 front end; what reads tensors is here.
 
 
 @tf.keras.utils.register_keras_serializable(package="keras_bilevel")
-class AnnealMuToBinary(_MuSchedule):
-    r"""A budget-aware mu schedule: reaches the exact binariser at a chosen point of the run.
-
-    Before every training step \(s\) (the optimizer's `iterations`, so resumed runs
-    continue exactly), for every AdaSTE quantizer:
-    \[ \mu_s = \mu_0 \left(rac{\mu_{\max}}{\mu_0}
-ight)^{\min(s / (r T), 1)} \]
-    geometric growth from the quantizer's initial \(\mu_0\) to \(\mu_{\max}\)
-    (default `1 / alpha`, where w*(theta) = sign(theta)) at step \(rT\), with \(T\) =
-    `total_steps` and \(r\) = `reach`. Unlike `AnnealMu` (x1.05 per epoch, made for
-    500-epoch runs), it takes short runs all the way to the binary network. `mu` is
-    written to the epoch logs.
-
-    !!! example
-        ```python
-        AnnealMuToBinary(total_steps=epochs * steps_per_epoch, reach=0.8)
-        ```
-
-    # Arguments
-        total_steps: training steps in the run (>= 1).
-        reach: fraction of the run at which mu reaches `max_mu` (in (0, 1]).
-        max_mu: final mu (> 0), or None for each quantizer's 1 / alpha.
-    """
-
-    def __init__(self, total_steps, reach=0.8, max_mu=None):
-        super().__init__()
-        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
-            raise ValueError(
-                f"AnnealMuToBinary: `total_steps` must be an int >= 1, got {total_steps!r}.")
-        if not 0 < reach <= 1:
-            raise ValueError(f"AnnealMuToBinary: `reach` must be in (0, 1], got {reach!r}.")
-        if max_mu is not None and not max_mu > 0:
-            raise ValueError(
-                f"AnnealMuToBinary: `max_mu` must be > 0 or None, got {max_mu!r}.")
-        self.total_steps = total_steps
-        self.reach = float(reach)
-        self.max_mu = None if max_mu is None else float(max_mu)
-
-    def mu_at_step(self, quantizer, step):
-        """The mu that `quantizer` trains with at training step `step` (0-based)."""
-        target = quantizer.max_mu if self.max_mu is None else self.max_mu
-        start = max(quantizer.initial_mu, 1e-12)
-        progress = min(step / (self.reach * self.total_steps), 1.0)
-        return start * (target / start) ** progress
-
-    def on_train_batch_begin(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
-        for quantizer in self._quantizers:
-            quantizer.mu.assign(self.mu_at_step(quantizer, step))
-
-    def get_config(self):
-        return {"total_steps": self.total_steps, "reach": self.reach, "max_mu": self.max_mu}
+class AnnealMu(_callbacks.AnnealMu, _Callback):
+    __doc__ = _callbacks.AnnealMu.__doc__
 
 
 @tf.keras.utils.register_keras_serializable(package="keras_bilevel")
-class BinarizationGap(tf.keras.callbacks.Callback):
-    r"""Logs how far the trained network is from the binary network, once per epoch.
-
-    \\[ \text{binarization\_gap} = \operatorname{mean} |q_{\text{train}}(\theta) - \mathrm{sgn}(\theta)| \\]
-    over all AdaSTE-quantized latent weights, where \\(q_{\text{train}}\\) is the
-    forward pass used in training (w*(theta; mu) with `relaxed_forward=True`, else the
-    sign, whose gap is 0). A large gap means the network being fitted is not the binary
-    network evaluated at inference; a warning is logged once when it exceeds `warn_above`.
-
-    !!! example
-        ```python
-        model.fit(x, y, callbacks=[keras_bilevel.callbacks.BinarizationGap()])
-        history.history["binarization_gap"]
-        ```
-
-    # Arguments
-        warn_above: gap above which a warning is logged (>= 0), or None for never.
-    """
-
-    def __init__(self, warn_above=0.1):
-        super().__init__()
-        if warn_above is not None and not warn_above >= 0:
-            raise ValueError(
-                f"BinarizationGap: `warn_above` must be >= 0 or None, got {warn_above!r}."
-            )
-        self.warn_above = warn_above
-        self._warned = False
-
-    def gap(self):
-        """The current binarization gap of the model (a Python float)."""
-        total, count = 0.0, 0
-        for quantizer, latent in adaste_variables(self.model):
-            theta = tf.convert_to_tensor(latent)
-            w = quantizer.training_forward(theta)
-            total += float(tf.reduce_sum(tf.abs(w - ada_math.sign(theta))))
-            count += int(np.prod(theta.shape))
-        return total / count if count else 0.0
-
-    def on_epoch_end(self, epoch, logs=None):
-        gap = self.gap()
-        if logs is not None:
-            logs["binarization_gap"] = gap
-        if self.warn_above is not None and gap > self.warn_above and not self._warned:
-            self._warned = True
-            log.warning(
-                "binarization_gap is %.3f at epoch %d: with relaxed_forward=True and "
-                "small latent weights the network trained is not the binary network. "
-                "Initialise latent weights far from 0 (e.g. +-10) or use "
-                "relaxed_forward=False.",
-                gap,
-                epoch + 1,
-            )
-
-    def get_config(self):
-        return {"warn_above": self.warn_above}
+class AnnealMuToBinary(_callbacks.AnnealMuToBinary, _Callback):
+    __doc__ = _callbacks.AnnealMuToBinary.__doc__
 
 
 @tf.keras.utils.register_keras_serializable(package="keras_bilevel")
-class NonFiniteSteps(tf.keras.callbacks.Callback):
-    """Logs the optimizer's count of steps skipped for non-finite gradients.
+class BinarizationGap(_callbacks.BinarizationGap, _Callback):
+    __doc__ = _callbacks.BinarizationGap.__doc__
 
-    Works with any optimizer that has a `skipped_steps` counter
-    (`keras_bilevel.optimizers.LatentMomentum`). At the end of every epoch the total is
-    written to the logs as `skipped_steps`, and a warning names the epoch and how many
-    of its steps were skipped.
+    @staticmethod
+    def _gap_sum(quantizer, latent):
+        theta = tf.convert_to_tensor(latent)
+        return tf.reduce_sum(tf.abs(quantizer.training_forward(theta) - ada_math.sign(theta)))
 
-    !!! example
-        ```python
-        model.fit(x, y, callbacks=[keras_bilevel.callbacks.NonFiniteSteps()])
-        ```
-    """
 
-    def on_train_begin(self, logs=None):
-        self._seen = self._count()
-
-    def _count(self):
-        counter = getattr(self.model.optimizer, "skipped_steps", None)
-        return None if counter is None else int(counter.numpy())
-
-    def on_epoch_end(self, epoch, logs=None):
-        count = self._count()
-        if count is None:
-            return
-        if logs is not None:
-            logs["skipped_steps"] = count
-        new = count - (self._seen or 0)
-        if new:
-            log.warning(
-                "Epoch %d: %d training step(s) skipped because a gradient was NaN or "
-                "Inf (latent weights and moments left unchanged); %d in total.",
-                epoch + 1, new, count,
-            )
-        self._seen = count
-
-    def get_config(self):
-        return {}
+@tf.keras.utils.register_keras_serializable(package="keras_bilevel")
+class NonFiniteSteps(_callbacks.NonFiniteSteps, _Callback):
+    __doc__ = _callbacks.NonFiniteSteps.__doc__
 
 
 @tf.keras.utils.register_keras_serializable(package="keras_bilevel")

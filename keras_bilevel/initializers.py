@@ -5,6 +5,8 @@ import keras_bilevel._keras2  # noqa: F401  (Keras 2 mode before TensorFlow)
 import larq
 import tensorflow as tf
 
+from keras_bilevel._arguments import check_random_sign
+
 __all__ = ["RandomSign"]
 
 
@@ -33,14 +35,7 @@ class RandomSign(tf.keras.initializers.Initializer):
     """
 
     def __init__(self, magnitude=10.0, seed=None):
-        if isinstance(magnitude, bool) or not isinstance(magnitude, (int, float)) or not (
-            magnitude > 0
-        ):
-            raise ValueError(f"RandomSign: `magnitude` must be > 0, got {magnitude!r}.")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"RandomSign: `seed` must be an int or None, got {seed!r}.")
-        self.magnitude = float(magnitude)
-        self.seed = seed
+        self.magnitude, self.seed = check_random_sign(magnitude, seed)
 
     def __call__(self, shape, dtype=None, **kwargs):
         dtype = tf.as_dtype(dtype or tf.keras.backend.floatx())

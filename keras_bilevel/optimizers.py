@@ -13,6 +13,9 @@ import logging
 
 import tensorflow as tf
 
+from keras_bilevel._arguments import check_latent_momentum
+from keras_bilevel._docs import LATENT_MOMENTUM_UPDATE, fill
+
 __all__ = ["LatentMomentum", "is_binary_variable"]
 
 log = logging.getLogger(__name__)
@@ -23,26 +26,16 @@ def is_binary_variable(variable):
     return getattr(variable, "precision", None) == 1
 
 
-def _check(name, value, ok, allowed):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
-        raise ValueError(f"LatentMomentum: `{name}` must be {allowed}, got {value!r}.")
-
-
 @tf.keras.utils.register_keras_serializable(package="keras_bilevel")
+@fill(update=LATENT_MOMENTUM_UPDATE)
 class LatentMomentum(tf.keras.optimizers.Optimizer):
     r"""Momentum with latent decay for binary latent weights; a default optimizer for the rest.
 
     For every binary variable \\(\theta\\) (Larq's `precision == 1`), with step
     \\(t = 1, 2, \dots\\) counting the updates applied:
-    \\[
-    m \leftarrow b\,m + (1 - b)\,(s\,g + \lambda\,\theta), \qquad
-    \theta \leftarrow \theta - \eta_t\,\frac{m}{1 - b^t}
-    \\]
-    where \\(g\\) is the gradient reaching \\(\theta\\) (for AdaSTE layers already
-    \\(\mathrm{scale}(\theta, \partial L/\partial w)\cdot\partial L/\partial w\\)),
-    \\(s\\) = `gradient_scale`, \\(\lambda\\) = `latent_decay`, \\(b\\) = `momentum`,
-    \\(\eta_t\\) = `learning_rate`. Every other variable (BatchNorm, biases, real-valued
-    layers) is updated by `default_optimizer`.
+    {update}
+    Every other variable (BatchNorm, biases, real-valued layers) is updated by
+    `default_optimizer`.
 
     A step whose gradients are not all finite (NaN or Inf) changes nothing: no latent
     weight, moment, or variable of the default optimizer. It is counted in
@@ -81,16 +74,12 @@ class LatentMomentum(tf.keras.optimizers.Optimizer):
         name="LatentMomentum",
         **kwargs,
     ):
-        if not isinstance(learning_rate, tf.keras.optimizers.schedules.LearningRateSchedule):
-            _check("learning_rate", learning_rate, lambda v: v > 0, "> 0 or a schedule")
-        _check("momentum", momentum, lambda v: 0 <= v < 1, "in [0, 1)")
-        _check("gradient_scale", gradient_scale, lambda v: v > 0, "> 0")
-        _check("latent_decay", latent_decay, lambda v: v >= 0, ">= 0")
+        schedule = isinstance(learning_rate, tf.keras.optimizers.schedules.LearningRateSchedule)
+        numbers = check_latent_momentum(learning_rate, momentum, gradient_scale,
+                                        latent_decay, schedule=schedule)
         super().__init__(name=name, **kwargs)
         self._learning_rate = self._build_learning_rate(learning_rate)
-        self.momentum = float(momentum)
-        self.gradient_scale = float(gradient_scale)
-        self.latent_decay = float(latent_decay)
+        self.momentum, self.gradient_scale, self.latent_decay = numbers
         self.default_optimizer = _get_optimizer(default_optimizer)
         if not isinstance(self.default_optimizer, tf.keras.optimizers.Optimizer):
             raise ValueError(

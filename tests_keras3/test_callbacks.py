@@ -127,6 +127,33 @@ class TestAnnealMu:
                                    [0.01 * 1.05**3, 0.01 * 1.05**4], rtol=1e-6)
         np.testing.assert_allclose(_mus(resumed), _mus(straight), rtol=1e-6)
 
+    def test_resume_with_backup_and_restore(self, tmp_path):
+        x, y = _data()
+        seen = []
+
+        class Crash(keras.callbacks.Callback):
+            def __init__(self, at_epoch):
+                super().__init__()
+                self.at_epoch = at_epoch
+
+            def on_epoch_begin(self, epoch, logs=None):
+                seen.append(round(_mus(self.model)[0], 8))
+                if epoch == self.at_epoch:
+                    raise RuntimeError("interrupted")
+
+        backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+        model = _model()
+        with pytest.raises(RuntimeError, match="interrupted"):
+            model.fit(x, y, epochs=4, batch_size=16, verbose=0,
+                      callbacks=[AnnealMu(), Crash(2), backup])
+        model = _model()
+        history = model.fit(x, y, epochs=4, batch_size=16, verbose=0,
+                            callbacks=[AnnealMu(), Crash(None), backup])
+        # Epochs 0 and 1 ran before the interruption; the resumed run starts at epoch 2.
+        np.testing.assert_allclose(history.history["mu"], [0.01 * 1.05**3, 0.01 * 1.05**4],
+                                   rtol=1e-6)
+        assert set(seen) == {round(0.01 * 1.05 ** (e + 1), 8) for e in range(4)}
+
     def test_bad_arguments(self):
         with pytest.raises(ValueError, match="`rate`.*-1"):
             AnnealMu(rate=-1)

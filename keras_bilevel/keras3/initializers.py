@@ -8,6 +8,8 @@ import random
 import keras
 from keras import ops
 
+from keras_bilevel._arguments import check_random_sign
+
 __all__ = ["RandomSign"]
 
 
@@ -35,14 +37,7 @@ class RandomSign(keras.initializers.Initializer):
     """
 
     def __init__(self, magnitude=10.0, seed=None):
-        if isinstance(magnitude, bool) or not isinstance(magnitude, (int, float)) or not (
-            magnitude > 0
-        ):
-            raise ValueError(f"RandomSign: `magnitude` must be > 0, got {magnitude!r}.")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"RandomSign: `seed` must be an int or None, got {seed!r}.")
-        self.magnitude = float(magnitude)
-        self.seed = seed
+        self.magnitude, self.seed = check_random_sign(magnitude, seed)
         self._seed = seed if seed is not None else random.randint(1, 10**9)
 
     def __call__(self, shape, dtype=None):

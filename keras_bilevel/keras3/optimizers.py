@@ -8,11 +8,11 @@ gradient (that is the quantizer's backward pass) and imports neither TensorFlow 
 Larq.
 """
 
-import random
-
 import keras
 from keras import ops
 
+from keras_bilevel._arguments import check_latent_momentum
+from keras_bilevel._docs import LATENT_MOMENTUM_UPDATE, fill
 from keras_bilevel.keras3.distribution import replica_sum
 from keras_bilevel.keras3.quantizers import is_binary_variable
 
@@ -25,28 +25,18 @@ _UNSUPPORTED = {"weight_decay": None, "clipnorm": None, "clipvalue": None,
                 "gradient_accumulation_steps": None}
 
 
-def _check(name, value, ok, allowed):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
-        raise ValueError(f"LatentMomentum: `{name}` must be {allowed}, got {value!r}.")
-
-
 @keras.saving.register_keras_serializable(package="keras_bilevel")
+@fill(update=LATENT_MOMENTUM_UPDATE)
 class LatentMomentum(keras.optimizers.Optimizer):
     r"""Momentum with latent decay for binary latent weights; a default optimizer for the rest.
 
     For every binary variable \\(\theta\\) (`is_binary_variable`: the latent kernel of a
     binary quantizer), with step \\(t = 1, 2, \dots\\) counting the updates applied:
-    \\[
-    m \leftarrow b\,m + (1 - b)\,(s\,g + \lambda\,\theta), \qquad
-    \theta \leftarrow \theta - \eta_t\,\frac{m}{1 - b^t}
-    \\]
-    where \\(g\\) is the gradient reaching \\(\theta\\) (for AdaSTE layers already
-    \\(\mathrm{scale}(\theta, \partial L/\partial w)\cdot\partial L/\partial w\\)),
-    \\(s\\) = `gradient_scale`, \\(\lambda\\) = `latent_decay`, \\(b\\) = `momentum`,
-    \\(\eta_t\\) = `learning_rate` (a schedule sees the step index, skipped steps
-    included). Every other variable (BatchNorm, biases, real-valued layers) is updated
-    by `default_optimizer`, whose state lives inside this optimizer (`variables` lists
-    it), so JAX's stateless training step and `.keras` files carry it.
+    {update}
+    A schedule sees the step index, skipped steps included. Every other variable
+    (BatchNorm, biases, real-valued layers) is updated by `default_optimizer`, whose state
+    lives inside this optimizer (`variables` lists it), so JAX's stateless training step
+    and `.keras` files carry it.
 
     A step whose gradients are not all finite (NaN or Inf) changes nothing: no latent
     weight, moment, variable or state of the default optimizer. It is counted in
@@ -88,12 +78,11 @@ class LatentMomentum(keras.optimizers.Optimizer):
         name="LatentMomentum",
         **kwargs,
     ):
-        if not isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
-            _check("learning_rate", learning_rate, lambda v: v > 0, "> 0 or a schedule")
+        schedule = isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule)
+        numbers = check_latent_momentum(learning_rate, momentum, gradient_scale,
+                                        latent_decay, schedule=schedule)
+        if not schedule:
             learning_rate = float(learning_rate)
-        _check("momentum", momentum, lambda v: 0 <= v < 1, "in [0, 1)")
-        _check("gradient_scale", gradient_scale, lambda v: v > 0, "> 0")
-        _check("latent_decay", latent_decay, lambda v: v >= 0, ">= 0")
         for key, default in _UNSUPPORTED.items():
             if kwargs.get(key, default) != default:
                 raise ValueError(
@@ -103,9 +92,7 @@ class LatentMomentum(keras.optimizers.Optimizer):
         kwargs.pop("ema_momentum", None)
         kwargs.pop("ema_overwrite_frequency", None)
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        self.momentum = float(momentum)
-        self.gradient_scale = float(gradient_scale)
-        self.latent_decay = float(latent_decay)
+        self.momentum, self.gradient_scale, self.latent_decay = numbers
         try:
             self.default_optimizer = keras.optimizers.get(default_optimizer)
         except (ValueError, TypeError) as error:

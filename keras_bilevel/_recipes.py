@@ -1,0 +1,151 @@
+"""The AdaSTE reference recipe, written once for both front ends.
+
+`keras_bilevel.recipes.adaste_reference` (Larq, Keras 2) and
+`keras_bilevel.keras3.recipes.adaste_reference` (Keras 3) set the same values and say
+where each comes from in the same words; only the classes they assemble differ. This
+module holds the values, the `sources` text, the argument checks and the `Recipe`
+fields; a `FrontEnd` names the classes. Pure Python: it imports no Keras, TensorFlow or
+Larq, so both front ends can use it. A recipe only assembles objects; it trains nothing.
+"""
+
+import dataclasses
+from typing import Any, Callable
+
+from keras_bilevel._architectures import bind
+
+__all__ = ["FrontEnd", "Recipe", "adaste_reference", "bind", "check_run"]
+
+_SPEC = "shared/adaste-math.md, section 5 (the paper's public reference code)"
+
+
+@dataclasses.dataclass
+class Recipe:
+    """What `model.compile` and `model.fit` need, with where each value comes from.
+
+    `kernel_quantizer` and `kernel_initializer` are zero-argument factories: call them
+    once per layer (the `models` builders of both front ends accept them as they are).
+    """
+
+    optimizer: Any
+    kernel_quantizer: Callable[[], Any]
+    kernel_initializer: Callable[[], Any]
+    callbacks: list
+    batch_size: int
+    epochs: int
+    sources: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class FrontEnd:
+    """The modules a front end assembles the reference recipe from.
+
+    # Attributes
+        recipe: its `Recipe` dataclass.
+        keras: its Keras module (`tf.keras`, or `keras`): `optimizers.schedules.CosineDecay`.
+        callbacks, initializers, optimizers, quantizers: its modules of those names, with
+            `AnnealMu`, `BinarizationGap`, `NonFiniteSteps`, `RandomSign`,
+            `LatentMomentum` and `AdaSTE`.
+        extra_callbacks: callbacks of that front end only, made with no arguments.
+        extra_callbacks_note: what they do, appended to `sources["callbacks"]`.
+    """
+
+    recipe: Any
+    keras: Any
+    callbacks: Any
+    initializers: Any
+    optimizers: Any
+    quantizers: Any
+    extra_callbacks: tuple = ()
+    extra_callbacks_note: str = ""
+
+
+def check_run(recipe, **values):
+    """Raise ValueError naming `recipe`'s argument unless every value is an int >= 1."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{recipe}: `{name}` must be an int >= 1, got {value!r}.")
+
+
+def adaste_reference(
+    front,
+    train_size,
+    epochs,
+    steps_per_epoch,
+    momentum=0.9,
+    variant="symmetric",
+    learning_rate=3e-4,
+    batch_size=128,
+    default_optimizer="adam",
+):
+    """The AdaSTE reference training recipe (`shared/adaste-math.md`, section 5).
+
+    LatentMomentum with gradient scale (10 N)^2 and latent decay 1, the learning rate
+    decayed to 0 by a cosine over the run, AdaSTE(mu=0.01, alpha=0.01) with the relaxed
+    forward pass, latent weights initialised to +-10, and mu annealed by 1.05 per epoch.
+    `recipe.sources` says where each value comes from.
+
+    !!! example
+        ```python
+        from keras_bilevel import models, recipes           # Larq (Keras 2)
+        # from keras_bilevel.keras3 import models, recipes  # Keras 3
+        recipe = recipes.adaste_reference(
+            train_size=len(x_train), epochs=6, steps_per_epoch=len(x_train) // 128)
+        model = models.binary_mlp(kernel_quantizer=recipe.kernel_quantizer,
+                                  kernel_initializer=recipe.kernel_initializer)
+        model.compile(recipe.optimizer, loss, metrics=["accuracy"])
+        model.fit(x_train, y_train, batch_size=recipe.batch_size, epochs=recipe.epochs,
+                  callbacks=recipe.callbacks)
+        ```
+
+    # Arguments
+        train_size: number of training examples N (sets gradient_scale = (10 N)^2).
+        epochs, steps_per_epoch: the length of the run (the cosine decay spans it).
+        momentum: 0.9 for CIFAR-10 in the reference, 0.0 for CIFAR-100.
+        variant: AdaSTE backward variant, "symmetric" or "reference".
+        learning_rate: initial learning rate of the latent weights.
+        batch_size: the reference batch size.
+        default_optimizer: for the variables that are not binary (none in the paper's
+            models, where BatchNorm has no affine parameters).
+    """
+    check_run("adaste_reference", train_size=train_size, epochs=epochs,
+              steps_per_epoch=steps_per_epoch, batch_size=batch_size)
+    gradient_scale = float(10 * train_size) ** 2
+    decay_steps = epochs * steps_per_epoch
+    schedule = front.keras.optimizers.schedules.CosineDecay(learning_rate,
+                                                            decay_steps=decay_steps)
+    optimizer = front.optimizers.LatentMomentum(
+        learning_rate=schedule,
+        momentum=momentum,
+        gradient_scale=gradient_scale,
+        latent_decay=1.0,
+        default_optimizer=default_optimizer,
+    )
+    sources = {
+        "learning_rate": f"{learning_rate} with cosine decay to 0 over {decay_steps} "
+                         f"steps: {_SPEC}",
+        "momentum": f"{momentum}: 0.9 for CIFAR-10, 0.0 for CIFAR-100: {_SPEC}",
+        "gradient_scale": f"(10 N)^2 = {gradient_scale:.4g} with N = {train_size} training "
+                          f"examples: {_SPEC}",
+        "latent_decay": f"1: {_SPEC}",
+        "kernel_initializer": f"+-10 with random signs: {_SPEC}",
+        "kernel_quantizer": f"AdaSTE(mu=0.01, alpha=0.01, variant={variant!r}, "
+                            "relaxed_forward=True): mu0 and alpha from shared/adaste-math.md "
+                            "section 1; the relaxed forward is the method's (the loss is "
+                            "evaluated at w*(theta))",
+        "callbacks": "AnnealMu(1.05): mu times 1.05 at the start of every epoch, capped at "
+                     "1/alpha (section 1); BinarizationGap and NonFiniteSteps only log"
+                     + front.extra_callbacks_note,
+        "batch_size": f"{batch_size}: {_SPEC}",
+    }
+    callbacks = front.callbacks
+    return front.recipe(
+        optimizer=optimizer,
+        kernel_quantizer=lambda: front.quantizers.AdaSTE(mu=0.01, alpha=0.01, variant=variant,
+                                                         relaxed_forward=True),
+        kernel_initializer=lambda: front.initializers.RandomSign(10.0),
+        callbacks=[callbacks.AnnealMu(rate=1.05), callbacks.BinarizationGap(),
+                   callbacks.NonFiniteSteps(), *(extra() for extra in front.extra_callbacks)],
+        batch_size=batch_size,
+        epochs=epochs,
+        sources=sources,
+    )
