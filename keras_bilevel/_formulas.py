@@ -30,7 +30,8 @@ import types
 CONSTANTS = ("VARIANTS", "EXACT_BINARIZER_RTOL", "REFERENCE_EXACT_THETA_EPS")
 FORMULAS = ("sign", "is_exact_binarizer", "inner_solution", "backward_scale",
             "adaste_gradient")
-__all__ = [*CONSTANTS, *FORMULAS, "CONSTANTS", "FORMULAS", "make_ops", "bind"]
+__all__ = [*CONSTANTS, *FORMULAS, "CONSTANTS", "FORMULAS", "make_ops", "bind",
+           "division_free_reciprocal"]
 
 # The operations a tensor library provides under these names itself (TensorFlow and
 # keras.ops both do); `make_ops` takes them from the library.
@@ -218,6 +219,35 @@ def adaste_gradient(ops, theta, g, mu, g_total=None, **kwargs):
     dtype = ops.dtype(g)
     scale = backward_scale(ops, theta, g if g_total is None else g_total, mu, **kwargs)
     return ops.cast(scale * ops.f32(g), dtype)
+
+
+def division_free_reciprocal(ops, x):
+    r"""1 / x for float32 x >= 0, to within 2 ulp, without a division instruction.
+
+    A bit-level first guess refined by three Newton steps,
+    \\( r \leftarrow r\,(2 - x r) \\), reaches float32 precision (relative error
+    < 1.5e-7). x is clipped to [1e-30, 1e30]; callers use the result only where x is
+    not tiny. A binding may use it as its `reciprocal` in compiled code: a vector
+    division costs as much as a dozen multiplies on CPUs, and inside a fused training
+    update XLA moves it out into a pass of its own over the kernel (`BENCHMARKS.md`).
+    Needs `ops.clip`, `ops.to_bits` (float32 to its int32 bits) and `ops.from_bits`.
+
+    !!! example
+        ```python
+        division_free_reciprocal(ops, x)  # ~ 1 / x, for x >= 0
+        ```
+    """
+    x = ops.clip(x, _RECIPROCAL_TINY, 1.0 / _RECIPROCAL_TINY)
+    r = ops.from_bits(_RECIPROCAL_MAGIC - ops.to_bits(x))
+    for _ in range(3):
+        r = r * (2.0 - x * r)
+    return r
+
+
+# The clip of `division_free_reciprocal`'s argument, and the integer whose difference
+# with the bits of x is the bits of a first guess of 1 / x (relative error < 12%).
+_RECIPROCAL_TINY = 1e-30
+_RECIPROCAL_MAGIC = 0x7EF311C7
 
 
 def make_ops(library, **specific):

@@ -6,8 +6,11 @@ PyTorch. It exports what `keras_bilevel.math` (the TensorFlow binding of the Lar
 end) does, with the same arguments and values, imports neither TensorFlow nor Larq, and
 holds no state.
 
-The reciprocal is a plain division here: the TensorFlow binding's division-free
-reciprocal is a CPU speed-up inside XLA's fused update, not part of the formula.
+The reciprocal (of |theta|, in the backward pass) is chosen per backend, as a speed-up
+and not part of the formula: on JAX and TensorFlow, whose training steps are compiled,
+the division-free `_formulas.division_free_reciprocal` (as the TensorFlow binding), which
+XLA fuses into the optimizer's update; a division would be hoisted into a pass of its
+own over every kernel. PyTorch runs eagerly, where one division is fewer kernels.
 
 !!! example
     ```python
@@ -26,6 +29,8 @@ __all__ = [*_formulas.CONSTANTS, *_formulas.FORMULAS]
 
 # Guards the division by |theta|; |theta| this small is always inside the dead band.
 _TINY = 1e-30
+# Backends whose training steps run op by op (no XLA fusion).
+_EAGER_BACKENDS = ("torch", "numpy")
 
 
 def _dtype(x):
@@ -37,16 +42,31 @@ def _f32(x):
     return x if _dtype(x) == "float32" else ops.cast(x, "float32")
 
 
+def _to_bits(x):
+    return ops.view(x, "int32")
+
+
+def _from_bits(x):
+    return ops.view(x, "float32")
+
+
 def _same_sign(a, b):
     """Whether the sign bits of float32 a and b agree (as the TensorFlow binding reads them)."""
-    return ops.bitwise_xor(ops.view(a, "int32"), ops.view(b, "int32")) >= 0
+    return ops.bitwise_xor(_to_bits(a), _to_bits(b)) >= 0
 
 
-def _reciprocal(x):
-    return 1.0 / ops.maximum(x, _TINY)
+def _division_reciprocal(x):
+    return ops.reciprocal(ops.maximum(x, _TINY))  # two kernels; `1.0 / x` is three in torch
 
 
-_OPS = _formulas.make_ops(ops, tensor=ops.convert_to_tensor, f32=_f32, dtype=_dtype,
-                          clip=ops.clip, reciprocal=_reciprocal, same_sign=_same_sign)
+def _fused_reciprocal(x):
+    return _formulas.division_free_reciprocal(_OPS, x)
+
+
+_OPS = _formulas.make_ops(
+    ops, tensor=ops.convert_to_tensor, f32=_f32, dtype=_dtype, clip=ops.clip,
+    to_bits=_to_bits, from_bits=_from_bits, same_sign=_same_sign,
+    reciprocal=(_division_reciprocal if keras.backend.backend() in _EAGER_BACKENDS
+                else _fused_reciprocal))
 sign, is_exact_binarizer, inner_solution, backward_scale, adaste_gradient = _formulas.bind(
     _OPS, __name__)

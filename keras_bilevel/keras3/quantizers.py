@@ -24,9 +24,11 @@ _PACKAGE = "keras_bilevel"
 
 
 def _tensor(x):
-    """x as a tensor; a variable is read first (TensorFlow's custom gradients must not
-    see variables, and `convert_to_tensor` keeps them on that backend)."""
-    if isinstance(x, keras.Variable):
+    """x as a tensor; a variable is read first. TensorFlow's custom gradients must not
+    see variables, and `convert_to_tensor` keeps them on that backend, so it is copied
+    there (an identity in the graph); elsewhere its value is the tensor (a copy would be
+    one more pass over the kernel in PyTorch's eager steps)."""
+    if isinstance(x, keras.Variable) and keras.backend.backend() == "tensorflow":
         return ops.copy(x)
     return ops.convert_to_tensor(x)
 
