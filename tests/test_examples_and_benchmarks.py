@@ -3,8 +3,12 @@
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 
 import pytest
+
+from tests.conftest import MOCK_EXAMPLES
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,6 +39,21 @@ def test_quantizer_step_benchmark_smoke(tmp_path):
     assert (tmp_path / "quantizer_step_smoke.png").stat().st_size > 1000
 
 
+@pytest.mark.slow  # three worker processes (JAX, PyTorch, Larq) start and compile: ~1 min
+def test_quantizer_step_benchmark_keras3_smoke(tmp_path):
+    record = _load("benchmarks/quantizer_step.py").main(
+        ["--keras3", "--smoke", "--output", str(tmp_path)])
+    saved = json.loads((tmp_path / "quantizer_step_keras3_smoke.json").read_text())
+    assert saved["results"] == record["results"]
+    ratios = saved["results"]["keras3"]
+    assert set(ratios) == {"jax_ada_ste_vs_jax_ste_sign", "jax_ada_ste_vs_larq_ada_ste_xla",
+                           "torch_ada_ste_vs_torch_ste_sign",
+                           "larq_ada_ste_vs_larq_ste_sign_xla"}
+    for result in ratios.values():
+        assert len(result["ratios"]) == 2 and result["median_ratio"] > 0
+    assert (tmp_path / "quantizer_step_keras3_smoke.png").stat().st_size > 1000
+
+
 def test_quantizer_step_benchmark_vgg16_memory_smoke(tmp_path):
     record = _load("benchmarks/quantizer_step.py").main(
         ["--smoke", "--model", "vgg16", "--batch", "2", "--modes", "no_xla", "--memory",
@@ -54,6 +73,74 @@ def test_paper_examples_one_step_on_mock_data(script, mocked, monkeypatch, capsy
     assert "test accuracy of the binary network" in capsys.readouterr().out
 
 
+# The MNIST example on Keras 3 (JAX) in a process of its own, TFDS mocked there.
+KERAS3_ON_MOCK_DATA = """
+import sys
+import tensorflow_datasets as tfds
+sys.path.insert(0, "examples")
+import mnist_mlp
+with tfds.testing.mock_data(num_examples={examples}, data_dir={data_dir!r}):
+    accuracy = mnist_mlp.main(["--backend", "jax", "--epochs", "1", "--steps-per-epoch", "1",
+                               "--batch-size", "4", "--data-dir", {data_dir!r}])
+assert 0.0 <= accuracy <= 1.0, accuracy
+"""
+
+
+def test_paper_example_on_keras3_jax_on_mock_data(metadata_dir):
+    code = KERAS3_ON_MOCK_DATA.format(examples=MOCK_EXAMPLES, data_dir=metadata_dir)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TF_USE_LEGACY_KERAS", "KERAS_BACKEND")}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "binary_mlp on mnist (jax): test accuracy of the binary network" in result.stdout
+
+
+@pytest.mark.slow  # a process that loads Keras 3 on JAX and trains 5 epochs: ~30 s
+def test_keras3_quickstart_trains_a_binary_network():
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    result = subprocess.run(
+        [sys.executable, "examples/keras3_quickstart.py", "5"], cwd=ROOT,
+        env=dict(env, KERAS_BACKEND="jax"), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    accuracy = float(result.stdout.split("on jax: test accuracy ")[1].split()[0])
+    assert 0.8 < accuracy <= 1.0
+
+
+def test_adaste_map_smoke_appends_resumes_and_reports(tmp_path):
+    """One tiny run (digits, width 16, 1 epoch); a rerun trains nothing; report plots."""
+    adaste_map = _load("benchmarks/adaste_map.py")
+    results = str(tmp_path / "map.json")
+    adaste_map.main(["sweep", "--smoke", "--results", results])
+    (run,) = json.loads(open(results).read())["runs"]
+    assert (run["dataset"], run["width"], run["epochs"], run["method"]) == \
+        ("digits", 16, 1, "adaste")
+    assert 0.0 <= run["test_accuracy"] <= 1.0 and 0.0 <= run["val_accuracy"] <= 1.0
+    stamp = os.path.getmtime(results)
+    adaste_map.main(["sweep", "--smoke", "--results", results])  # resumes: nothing to do
+    assert os.path.getmtime(results) == stamp
+    adaste_map.main(["report", "--results", results])
+    assert (tmp_path / "map.png").stat().st_size > 1000
+
+
+def test_adaste_map_tunes_baselines_on_validation_not_test():
+    adaste_map = _load("benchmarks/adaste_map.py")
+
+    def run(method, val, test):
+        return {"dataset": "d", "width": 8, "depth": 3, "epochs": 1, "method": method,
+                "seed": 0, "val_accuracy": val, "test_accuracy": test}
+
+    runs = [run("ste-lr1e-3", 0.90, 0.95), run("ste-lr1e-2", 0.92, 0.80),
+            run("full-precision-lr1e-3", 0.99, 0.97), run("adaste", 0.93, 0.86),
+            run("bop", 0.91, 0.90), run("bop-t1e-7", 0.89, 0.93)]
+    (cell,) = adaste_map.cells(runs).values()
+    rows = adaste_map.summary(cell)
+    assert rows["ste (tuned)"][0] == "ste-lr1e-2"  # best validation, worse test
+    assert rows["full precision (tuned)"][0] == "full-precision-lr1e-3"
+    assert rows["bop (tuned)"][0] == "bop"  # the default threshold is a family member
+    assert rows["adaste"][1] == 0.86
+
+
 def test_mnist_accuracy_benchmark_smoke(tmp_path):
     record = _load("benchmarks/mnist_accuracy.py").main(
         ["--smoke", "--output", str(tmp_path), "--methods", "adaste", "ste"])
@@ -67,6 +154,34 @@ def test_mnist_accuracy_benchmark_smoke(tmp_path):
 def test_gpu_throughput_refuses_without_a_gpu(monkeypatch):
     monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
     module = _load("benchmarks/gpu_throughput.py")
-    monkeypatch.setattr(module.tf.config, "list_physical_devices", lambda kind=None: [])
+    monkeypatch.setattr(module._tensorflow().config, "list_physical_devices",
+                        lambda kind=None: [])
     with pytest.raises(SystemExit, match="no GPU"):
         module.main([])
+
+
+# The two peak-memory processes (each builds VGG-16 again; null on a CPU) only in the
+# slow run: ~15 s per backend without them on an idle 2-core machine.
+@pytest.mark.parametrize("backend, extra", [
+    ("jax", ["--no-memory"]), ("torch", ["--no-memory"]),
+    pytest.param("torch", [], marks=pytest.mark.slow, id="torch-with-memory-processes")])
+def test_gpu_throughput_keras3_smoke_without_tensorflow(backend, extra, tmp_path):
+    # A tiny VGG-16 on the CPU, one fresh process per backend (Keras fixes its backend per
+    # process); the Keras 3 path must import neither TensorFlow nor Larq (the GPU machine
+    # has neither).
+    args = ["--backend", backend, "--width", "0.125", "--batch", "8", "--blocks", "2",
+            "--steps", "1", "--warmup", "0", "--output", str(tmp_path), *extra]
+    code = ("import sys; sys.path.insert(0, 'benchmarks'); import gpu_throughput; "
+            f"gpu_throughput.main({args!r}); "
+            "assert not {'tensorflow', 'larq'} & set(sys.modules), 'TensorFlow/Larq imported'")
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("TF_USE_LEGACY_KERAS", None)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    name = f"gpu_throughput_keras3_{backend}"
+    (result,) = json.loads((tmp_path / f"{name}.json").read_text())["results"].values()
+    assert len(result["ratios"]) == 2 and result["median_ratio_vs_ste_sign"] > 0
+    assert result["images_per_second"] > 0 and result["ste_sign_images_per_second"] > 0
+    assert result["peak_bytes"] is None and result["memory_ratio_vs_ste_sign"] is None
+    assert (tmp_path / f"{name}.png").stat().st_size > 1000
