@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from keras_bilevel import export
-from keras_bilevel.export import flips
+from keras_bilevel.export import flips, tflite_file
 
 lce = pytest.importorskip("larq_compute_engine")
 
@@ -59,10 +59,11 @@ def trained_net():
     return model
 
 
-def _plant(monkeypatch, replace=None, tweak=None):
-    """Makes LCE's converter convert a changed copy of the model: `replace(layer)` gives
-    a layer's replacement (None: keep it), `tweak(clone)` changes the copied weights."""
-    convert = lce.convert_keras_model
+def _plant(monkeypatch, replace=None, tweak=None, converter=(lce, "convert_keras_model")):
+    """Makes LCE's converter (or `converter`: module, name) convert a changed copy of the
+    model: `replace(layer)` gives a layer's replacement (None: keep it), `tweak(clone)`
+    changes the copied weights."""
+    convert = getattr(*converter)
 
     def clone_layer(layer):
         new = replace(layer) if replace else None
@@ -78,7 +79,7 @@ def _plant(monkeypatch, replace=None, tweak=None):
             tweak(clone)
         return convert(clone)
 
-    monkeypatch.setattr(lce, "convert_keras_model", planted)
+    monkeypatch.setattr(*converter, planted)
 
 
 def _replace(name, make):
@@ -159,6 +160,19 @@ def test_error_after_the_last_binary_activation(trained_net, tmp_path, monkeypat
                                                  "'conv_b_input_sign'") as error:
         export.to_lce(trained_net, tmp_path / "net.tflite", num_samples=16, verbose=False)
     assert error.value.report.departing_layer is None
+
+
+def test_to_tflite_compares_binary_activations_too(trained_net, tmp_path, monkeypatch):
+    report = export.to_tflite(trained_net, tmp_path / "net.tflite", weights="int8",
+                              num_samples=32, verbose=False)
+    assert report.passed and [check.name for check in report.activations] == SIGNS
+    assert report.max_rel_diff_given_flips <= report.tolerance
+    assert "binary activations  4 layers" in str(report)
+    _plant(monkeypatch, tweak=_scale_weight("conv_a", (1, 1, 0, 0), -1),
+           converter=(tflite_file, "convert_keras_model"))
+    with pytest.raises(export.ExportError, match="binary activation 'sep_input_sign'"):
+        export.to_tflite(trained_net, tmp_path / "bad.tflite", num_samples=16,
+                         verbose=False)
 
 
 @pytest.mark.parametrize("pad_values", [0.0, 1.0])

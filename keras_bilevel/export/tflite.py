@@ -1,9 +1,10 @@
 """to_tflite: a TFLite file of a Larq binary network, checked against the model.
 
 The Larq front end of the TFLite export: `strip_latent`, then the file-level steps of
-`tflite_file` (conversion, int8 storage) and the self-check of `check`. `prepare` is the
-part `to_lce` shares: the model checked, the sample inputs and the model's outputs on
-them, and the stripped model.
+`tflite_file` (conversion, int8 storage) and the self-check of `check`. `prepare` and
+`activation_probe` are the parts `to_lce` shares: the model checked, the sample inputs
+and the model's outputs on them, the stripped model, and for networks with binary
+activations the probe that compares them one by one (`flips`).
 """
 
 import keras_bilevel._keras2  # noqa: F401  (Keras 2 mode before TensorFlow)
@@ -11,9 +12,15 @@ import keras_bilevel._keras2  # noqa: F401  (Keras 2 mode before TensorFlow)
 import numpy as np
 
 from keras_bilevel.export import check, tflite_file
-from keras_bilevel.export.strip import check_exportable, strip_latent
+from keras_bilevel.export.probe import build_probe
+from keras_bilevel.export.report import ExportError
+from keras_bilevel.export.strip import (
+    check_exportable,
+    has_binary_activations,
+    strip_latent,
+)
 
-__all__ = ["check_weights_argument", "prepare", "to_tflite"]
+__all__ = ["activation_probe", "check_weights_argument", "prepare", "to_tflite"]
 
 WEIGHT_STORAGE = ("float32", "int8")
 
@@ -32,6 +39,30 @@ def prepare(model, samples, num_samples, seed):
     return x, reference, strip_latent(model)
 
 
+def activation_probe(model, plain, x, reference, tolerance, convert):
+    """The `flips.ActivationProbe` of a model with binary activations, else None.
+
+    The probe is `plain` (the stripped model) converted by `convert` with its binary
+    activations as outputs, and `plain` evaluated with the file's decisions forced in;
+    so `plain` must first give `reference` (`model.predict` on `x`) within `tolerance`
+    of the output scale, else `ExportError` (a bug of `strip_latent`, not of the file).
+    """
+    if not has_binary_activations(model):
+        return None
+    stripped = plain.predict(x, batch_size=256, verbose=0)
+    scale = float(np.max(np.abs(reference))) or 1.0
+    gap = float(np.max(np.abs(stripped - reference))) / scale
+    if gap > tolerance:
+        raise ExportError(
+            f"strip_latent({model.name!r}) gives outputs {gap:.3g} of the output scale "
+            f"away from model.predict (tolerance {tolerance:g}): the stripped model does "
+            "not compute what the model computes, so no file was checked. This is a bug "
+            "of keras_bilevel; please report it with the model's summary.",
+            None,
+        )
+    return build_probe(plain, convert)
+
+
 def to_tflite(
     model,
     path,
@@ -42,6 +73,7 @@ def to_tflite(
     seed=0,
     tolerance=check.DEFAULT_TOLERANCE,
     verbose=True,
+    flip_margin=check.flips.FLIP_MARGIN,
 ):
     """Writes a TFLite file of the binary network and checks it against the model.
 
@@ -53,6 +85,13 @@ def to_tflite(
     is about 4x smaller while every op computes in float32 as before: no hybrid op, no
     activation quantisation, the outputs of the float32 file. The file is written, run by
     the LiteRT interpreter on the samples and compared with `model.predict`.
+
+    Binary activations (`input_quantizer="ste_sign"` and the like) are compared one by
+    one, as in `to_lce`: a sign of the file that differs from the model's within
+    `flip_margin` of the threshold is a flip (the converter folds BatchNorm, so the
+    file rounds differently; counted in `report.flips`), one farther away a departure
+    that names the layer; the outputs must match the model's computed with the file's
+    binary decisions within `tolerance`.
 
     !!! example
         ```python
@@ -71,8 +110,11 @@ def to_tflite(
             standard normal inputs drawn with `seed`.
         num_samples: default 1000 for inputs of at most 1024 values, else 64.
         seed: seed of the default samples.
-        tolerance: largest accepted `max_abs_diff / output_scale`.
+        tolerance: largest accepted `max_abs_diff / output_scale` (with binary
+            activations: of the difference given the file's binary decisions).
         verbose: print the report.
+        flip_margin: the largest `|x| / max|x|` of a binary activation's input at which
+            the file may take the other value (a flip).
 
     # Returns
         The `ExportReport`.
@@ -81,16 +123,26 @@ def to_tflite(
         ValueError: unknown `weights`, no binary layers, input shape not fully known,
             mixed precision, bad `samples`.
         TypeError: subclassed models or unsupported layers.
-        ExportError: the file's outputs differ from the model's by more than `tolerance`.
+        ExportError: the file's outputs differ from the model's by more than `tolerance`,
+            or a binary activation departs from the model (the message names it).
     """
     check_weights_argument(weights)
+
+    def store(float_content):
+        if weights == "int8":
+            return tflite_file.store_binary_weights_int8(float_content)
+        return float_content
+
     x, reference, plain = prepare(model, samples, num_samples, seed)
     float_content = tflite_file.convert_keras_model(plain)
-    content = float_content
-    if weights == "int8":
-        content = tflite_file.store_binary_weights_int8(float_content)
+    content = store(float_content)
     path = tflite_file.write(path, content)
+    probe = activation_probe(
+        model, plain, x, reference, tolerance,
+        lambda keras_model: store(tflite_file.convert_keras_model(keras_model)),
+    )
     return check.check_file(
         path, content, x, reference, format=f"tflite-{weights}",
         float32_size_bytes=len(float_content), tolerance=tolerance, verbose=verbose,
+        probe=probe, flip_margin=flip_margin,
     )
