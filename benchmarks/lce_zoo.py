@@ -344,8 +344,8 @@ def _verdict_cell(row):
                 f"(from `{row['departing_source']}`)")
     if verdict == "pass":
         return "passes"
-    message = row.get("message", "").split("\n")[0]
-    return f"{verdict} ({row.get('stage', '')}): {message[:160]}"
+    message = row.get("message", "").split("\n")[0].split(". ")[0]
+    return f"{verdict} ({row.get('stage', '')}): {message[:140]}"
 
 
 def markdown_table(record):
@@ -356,9 +356,9 @@ def markdown_table(record):
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in record["rows"]:
-        kernels = ("ada_ste (was " + ", ".join(
-            f"{count} {name}" for name, count in row.get("replaced", {}).items()) + ")"
-            if row["variant"] == "ada_ste" else "shipped")
+        replaced = ", ".join(f"{count} {name}"
+                             for name, count in row.get("replaced", {}).items())
+        kernels = row["variant"] + (f" (was {replaced})" if replaced else "")
         trip = row.get("round_trip")
         trip = ("-" if trip is None else "equal" if trip["predictions_equal"]
                 and trip["mu_equal"] else f"DIFFERS ({trip})")
