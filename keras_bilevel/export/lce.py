@@ -10,16 +10,12 @@ import keras_bilevel._keras2  # noqa: F401  (Keras 2 mode before TensorFlow)
 
 import warnings
 
-import numpy as np
-
 from keras_bilevel.export import check, tflite_file
-from keras_bilevel.export.probe import build_probe
-from keras_bilevel.export.report import ExportError
 from keras_bilevel.export.strip import (
     has_binary_activations,
     zero_padded_binary_convolutions_smaller_than_kernel,
 )
-from keras_bilevel.export.tflite import check_weights_argument, prepare
+from keras_bilevel.export.tflite import activation_probe, check_weights_argument, prepare
 
 __all__ = ["to_lce"]
 
@@ -134,10 +130,8 @@ def to_lce(
             f"in float like a TFLite file{advice}."
         )
         warnings.warn(f"to_lce({path!r}): {notes[-1]}", UserWarning, stacklevel=2)
-    probe = None
-    if has_binary_activations(model):
-        _check_stripped(model, plain, x, reference, tolerance)
-        probe = build_probe(plain, convert)
+    probe = activation_probe(model, plain, x, reference, tolerance, convert)
+    if probe is not None:
         small = zero_padded_binary_convolutions_smaller_than_kernel(model)
         if small:
             notes.append(
@@ -154,18 +148,3 @@ def to_lce(
         float32_size_bytes=float32_size, interpreter="lce", tolerance=tolerance,
         notes=notes, verbose=verbose, probe=probe, flip_margin=flip_margin,
     )
-
-
-def _check_stripped(model, plain, x, reference, tolerance):
-    """The activation check evaluates the stripped model: it must give `reference`."""
-    stripped = plain.predict(x, batch_size=256, verbose=0)
-    scale = float(np.max(np.abs(reference))) or 1.0
-    gap = float(np.max(np.abs(stripped - reference))) / scale
-    if gap > tolerance:
-        raise ExportError(
-            f"strip_latent({model.name!r}) gives outputs {gap:.3g} of the output scale "
-            f"away from model.predict (tolerance {tolerance:g}): the stripped model does "
-            "not compute what the model computes, so no file was checked. This is a bug "
-            "of keras_bilevel; please report it with the model's summary.",
-            None,
-        )
