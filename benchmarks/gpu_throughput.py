@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from keras3_step_worker import time_block  # run as a script: this folder is on sys.path
+from keras3_step_worker import compiled_step, time_block  # run as a script: this folder is on sys.path
 
 KERAS3_BACKENDS = ("jax", "torch")
 QUANTIZERS = ("ste_sign", "ada_ste")  # the baseline first
@@ -97,29 +97,6 @@ def _keras(backend):
                          f"{keras.backend.backend()!r}, not --backend {backend!r}; run "
                          f"the script in a fresh process.")
     return keras
-
-
-def compiled_step(model, x, y):
-    """A zero-argument function running one compiled training step of the compiled
-    Keras 3 `model` on the fixed batch (x, y), as `fit` does (JAX: passing its state).
-    Runs `train_on_batch` once first (it builds the optimizer and the metrics, and
-    compiles the step)."""
-    import keras
-
-    model.train_on_batch(x, y)
-    model.make_train_function()
-    # (x, y, sample_weight) as train_on_batch passes it: JAX then reuses its compiled step.
-    data = (keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y), None)
-    if keras.backend.backend() != "jax":
-        return lambda: model.train_function([data])
-    state = [model._get_jax_state(trainable_variables=True, non_trainable_variables=True,
-                                  optimizer_variables=True, metrics_variables=True)]
-
-    def step():
-        logs, state[0] = model.train_function(state[0], iter([data]))
-        return logs
-
-    return step
 
 
 def _keras3_step(name, args, seed=0):

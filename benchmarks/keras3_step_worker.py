@@ -38,20 +38,30 @@ def _step_function(name, hidden, batch, jit, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((batch, 784)).astype(np.float32)
     y = rng.integers(0, 10, batch).astype(np.int32)
-    model.train_on_batch(x, y)  # builds the optimizer and the metrics
+    return compiled_step(model, x, y)
+
+
+def compiled_step(model, x, y):
+    """A zero-argument function running one compiled training step of the compiled
+    Keras 3 `model` on the fixed batch (x, y), as `fit` does (JAX: passing its state).
+    Runs `train_on_batch` once first (it builds the optimizer and the metrics, and
+    compiles the step)."""
+    import keras
+
+    model.train_on_batch(x, y)
     model.make_train_function()
-    data = (keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y))
-    if keras.backend.backend() == "jax":
-        # The state-passing step of JAX's fit loop (Keras' JAX trainer).
-        state = [model._get_jax_state(trainable_variables=True, non_trainable_variables=True,
-                                      optimizer_variables=True, metrics_variables=True)]
+    # (x, y, sample_weight) as train_on_batch passes it: JAX then reuses its compiled step.
+    data = (keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y), None)
+    if keras.backend.backend() != "jax":
+        return lambda: model.train_function([data])
+    state = [model._get_jax_state(trainable_variables=True, non_trainable_variables=True,
+                                  optimizer_variables=True, metrics_variables=True)]
 
-        def step():
-            logs, state[0] = model.train_function(state[0], iter([data]))
-            return logs
+    def step():
+        logs, state[0] = model.train_function(state[0], iter([data]))
+        return logs
 
-        return step
-    return lambda: model.train_function([data])
+    return step
 
 
 def time_block(step, steps):
