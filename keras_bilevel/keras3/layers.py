@@ -25,6 +25,7 @@ import keras
 from keras import ops
 
 from keras_bilevel.keras3 import constraints, quantizers
+from keras_bilevel.keras3.dense_product import dense_product
 
 __all__ = ["QuantDense", "QuantConv1D", "QuantConv2D", "QuantDepthwiseConv2D"]
 
@@ -106,7 +107,7 @@ class QuantDense(_Quantized, keras.layers.Dense):
 
     def call(self, inputs, training=None):
         kernel = self._quantized_kernel(self.kernel, training)
-        outputs = ops.matmul(self._quantized_inputs(inputs, training), kernel)
+        outputs = dense_product(self._quantized_inputs(inputs, training), kernel)
         return self._bias_and_activation(outputs)
 
 
