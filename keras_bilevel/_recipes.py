@@ -13,9 +13,22 @@ from typing import Any, Callable
 
 from keras_bilevel._architectures import bind
 
-__all__ = ["FrontEnd", "Recipe", "adaste_reference", "bind", "check_run"]
+__all__ = ["ADASTE_LEARNING_RATE", "FrontEnd", "Recipe", "adaste_optimizer_source",
+           "adaste_reference", "bind", "check_run"]
 
 _SPEC = "shared/adaste-math.md, section 5 (the paper's public reference code)"
+
+# `--method adaste` (`adaste_recommended` on both front ends): Adam's initial learning
+# rate, cosine-decayed over the run. Chosen on validation across the MNIST map of
+# `benchmarks/adaste_map.py` (BENCHMARKS.md, "Where AdaSTE wins").
+ADASTE_LEARNING_RATE = 1e-2
+_ADASTE_LEARNING_RATE_SOURCE = (
+    "Adam, learning rate 1e-2 with cosine decay over the run: best or tied-best AdaSTE "
+    "setting on validation across the MNIST map of benchmarks/adaste_map.py (binary MLPs "
+    "of width 64 to 1024, 5 and 20 epochs; 0.4 to 1.1 points above 1e-3 at 5 epochs, within "
+    "0.15 of the budget-dependent alternative clip(20/T, 1e-3, 1e-2) everywhere); with "
+    "Adam, which divides out a slowly varying per-weight gradient scale, AdaSTE then "
+    "matches a learning-rate-tuned STE (BENCHMARKS.md)")
 
 
 @dataclasses.dataclass
@@ -57,6 +70,14 @@ class FrontEnd:
     quantizers: Any
     extra_callbacks: tuple = ()
     extra_callbacks_note: str = ""
+
+
+def adaste_optimizer_source(learning_rate):
+    """`sources["optimizer"]` of `--method adaste` with Adam at `learning_rate`."""
+    if learning_rate == ADASTE_LEARNING_RATE:
+        return _ADASTE_LEARNING_RATE_SOURCE
+    return (f"Adam, learning rate {learning_rate} with cosine decay over the run (the "
+            f"caller's; the recommended {ADASTE_LEARNING_RATE} was chosen on validation)")
 
 
 def check_run(recipe, **values):

@@ -108,3 +108,24 @@ class TestAdaSTEReferenceRecipe:
         assert model.evaluate(x_test, y_test, verbose=0)[1] > 0.85
         # Latent weights grow under the (10 N)^2 gradient scale, as expected.
         assert np.abs(model.layers[1].get_weights()[0]).mean() > 10.0
+
+
+class TestAdaSTERecommendedRecipe:
+    """`--method adaste`: Adam at 1e-2 (chosen on validation in benchmarks/adaste_map.py)."""
+
+    @pytest.mark.parametrize("epochs, steps", [(5, 422), (20, 11)])
+    def test_adam_at_1e_2_cosine_decayed_over_the_run(self, epochs, steps):
+        recipe = keras_bilevel.recipes.make("adaste", 54000, epochs, steps)
+        schedule = recipe.optimizer._learning_rate
+        assert isinstance(recipe.optimizer, tf.keras.optimizers.Adam)
+        assert isinstance(schedule, tf.keras.optimizers.schedules.CosineDecay)
+        assert float(schedule(0)) == pytest.approx(1e-2)
+        assert float(schedule(epochs * steps // 2)) == pytest.approx(5e-3, rel=1e-4)
+        assert float(schedule(epochs * steps)) == pytest.approx(0.0, abs=1e-9)
+        assert "adaste_map" in recipe.sources["optimizer"]
+        assert isinstance(recipe.kernel_quantizer(), AdaSTE)
+
+    def test_another_learning_rate_is_named_as_the_callers(self):
+        recipe = keras_bilevel.recipes.adaste_recommended(100, 2, 3, learning_rate=1e-3)
+        assert float(recipe.optimizer._learning_rate(0)) == pytest.approx(1e-3)
+        assert "the caller's" in recipe.sources["optimizer"]

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_bilevel.keras3 import layers, recipes
+from keras_bilevel.keras3 import layers, methods, recipes
 from keras_bilevel.keras3.callbacks import AnnealMu, BinarizationGap, NonFiniteSteps
 from keras_bilevel.keras3.initializers import RandomSign
 from keras_bilevel.keras3.optimizers import LatentMomentum
@@ -106,3 +106,15 @@ class TestAdasteReference:
         kwargs[name] = 0
         with pytest.raises(ValueError, match=f"`{name}`"):
             recipes.adaste_reference(**kwargs)
+
+
+@pytest.mark.parametrize("epochs, steps", [(5, 422), (20, 11)])
+def test_method_adaste_is_adam_at_1e_2_cosine_decayed_as_on_the_larq_path(epochs, steps):
+    recipe = methods.make("adaste", 54000, epochs, steps)
+    schedule = recipe.optimizer._learning_rate
+    assert isinstance(recipe.optimizer, keras.optimizers.Adam)
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
+    assert float(schedule(0)) == pytest.approx(1e-2)
+    assert float(schedule(epochs * steps // 2)) == pytest.approx(5e-3, rel=1e-4)
+    assert "adaste_map" in recipe.sources["optimizer"]
+    assert isinstance(recipe.kernel_quantizer(), AdaSTE)

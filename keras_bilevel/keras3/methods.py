@@ -2,11 +2,11 @@
 
 The Keras 3 twins of `keras_bilevel.recipes.METHODS` and `make` (Larq's Bop has none:
 it is Larq-only), assembled from `keras_bilevel.keras3` objects with the same values:
-`adaste` (AdaSTE's sign forward and adaptive backward, Adam with cosine decay, Glorot
-initialisation, mu annealed by 1.05 per epoch), `adaste-reference` (the paper's recipe,
-`keras_bilevel.keras3.recipes.adaste_reference`, reference variant), `ste` (`SteSign`
-with `WeightClip`, the same Adam) and `full-precision` (no quantizer). Builds objects;
-trains nothing.
+`adaste` (AdaSTE's sign forward and adaptive backward, Adam at 1e-2 with cosine decay,
+Glorot initialisation, mu annealed by 1.05 per epoch), `adaste-reference` (the paper's
+recipe, `keras_bilevel.keras3.recipes.adaste_reference`, reference variant), `ste`
+(`SteSign` with `WeightClip`, Adam at 1e-3) and `full-precision` (no quantizer). Builds
+objects; trains nothing.
 
 !!! example
     ```python
@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional
 
 import keras
 
-from keras_bilevel._recipes import check_run
+from keras_bilevel._recipes import ADASTE_LEARNING_RATE, adaste_optimizer_source, check_run
 from keras_bilevel.keras3 import recipes
 from keras_bilevel.keras3.callbacks import AnnealMu, BinarizationGap
 from keras_bilevel.keras3.constraints import WeightClip
@@ -65,14 +65,17 @@ def _adam_recipe(method, train_size, epochs, steps_per_epoch, batch_size, learni
     )
 
 
-def adaste(train_size, epochs, steps_per_epoch, batch_size=128, learning_rate=1e-3):
-    """`--method adaste`: as `keras_bilevel.recipes.adaste_recommended`."""
-    return _adam_recipe(
+def adaste(train_size, epochs, steps_per_epoch, batch_size=128,
+           learning_rate=ADASTE_LEARNING_RATE):
+    """`--method adaste`: as `keras_bilevel.recipes.adaste_recommended` (Adam at 1e-2)."""
+    recipe = _adam_recipe(
         "adaste", train_size, epochs, steps_per_epoch, batch_size, learning_rate,
         quantizer=lambda: AdaSTE(), constraint=None,
         callbacks=[AnnealMu(rate=1.05), BinarizationGap()],
         sources={"kernel_quantizer": "AdaSTE() defaults: sign forward, adaptive backward",
                  "callbacks": "AnnealMu(1.05) as in shared/adaste-math.md section 1"})
+    recipe.sources["optimizer"] = adaste_optimizer_source(learning_rate)
+    return recipe
 
 
 def ste(train_size, epochs, steps_per_epoch, batch_size=128, learning_rate=1e-3):
