@@ -54,13 +54,16 @@ def test_quantizer_step_benchmark_keras3_smoke(tmp_path):
     assert (tmp_path / "quantizer_step_keras3_smoke.png").stat().st_size > 1000
 
 
-def test_quantizer_step_benchmark_vgg16_memory_smoke(tmp_path):
+@pytest.mark.parametrize("model", [
+    "mlp", pytest.param("vgg16", marks=pytest.mark.slow)])  # VGG-16's processes: ~1 min
+def test_quantizer_step_benchmark_memory_smoke(tmp_path, model):
     record = _load("benchmarks/quantizer_step.py").main(
-        ["--smoke", "--model", "vgg16", "--batch", "2", "--modes", "no_xla", "--memory",
+        ["--smoke", "--model", model, "--batch", "2", "--modes", "no_xla", "--memory",
          "--output", str(tmp_path)])
     result = record["results"]["no_xla"]["ada_ste"]
     assert result["memory_ratio_vs_ste_sign"] > 0 and result["peak_growth_bytes"] > 0
-    assert (tmp_path / "quantizer_step_vgg16_smoke.json").exists()
+    stem = "quantizer_step_smoke" if model == "mlp" else f"quantizer_step_{model}_smoke"
+    assert (tmp_path / f"{stem}.json").exists()
 
 
 @pytest.mark.parametrize("script", ["mnist_mlp", "cifar10_vgg16", "cifar10_resnet18"])
@@ -139,6 +142,75 @@ def test_adaste_map_tunes_baselines_on_validation_not_test():
     assert rows["full precision (tuned)"][0] == "full-precision-lr1e-3"
     assert rows["bop (tuned)"][0] == "bop"  # the default threshold is a family member
     assert rows["adaste"][1] == 0.86
+
+
+@pytest.mark.parametrize("swap", ["swap_to_ada_ste", "swap_in_place"])
+def test_lce_zoo_swaps_every_binary_kernel_quantizer_to_ada_ste(swap):
+    """Both ways the zoo survey puts AdaSTE in a fully binary Larq model (no larq_zoo
+    needed): binary kernels replaced and counted, inputs' quantizers kept, inference
+    unchanged (AdaSTE's inference forward is the sign), training through AdaSTE's
+    backward pass, and mu trained by AnnealMu."""
+    import larq
+    import numpy as np
+    import tensorflow as tf
+
+    import keras_bilevel
+    from keras_bilevel.callbacks import AnnealMu
+
+    lce_zoo = _load("benchmarks/lce_zoo.py")
+    tf.keras.utils.set_random_seed(0)
+    inputs = tf.keras.Input((6, 6, 2))
+    x = larq.layers.QuantConv2D(4, 3, padding="same", kernel_quantizer="ste_sign",
+                                input_quantizer="ste_sign", use_bias=False)(inputs)
+    x = larq.layers.QuantSeparableConv2D(
+        4, 3, depthwise_quantizer="ste_sign", pointwise_quantizer="ste_sign",
+        input_quantizer="ste_sign", use_bias=False)(x)
+    x = tf.keras.layers.Flatten()(x)
+    outputs = larq.layers.QuantDense(3, kernel_quantizer="ste_sign",
+                                     input_quantizer="ste_sign")(x)
+    model = tf.keras.Model(inputs, outputs)
+    images = np.random.default_rng(0).standard_normal((8, 6, 6, 2)).astype(np.float32)
+
+    def twin(network, quantizer):
+        """The same network built from its config with every kernel quantizer named."""
+        config = network.get_config()
+        for layer in config["layers"]:
+            for key in lce_zoo.KERNEL_QUANTIZERS:
+                if layer["config"].get(key):
+                    layer["config"][key] = quantizer
+        copy = tf.keras.Model.from_config(config)
+        copy.set_weights(network.get_weights())
+        return copy
+
+    def kernel_gradients(network):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(network(images, training=True) ** 2)
+        latent = [v for v in network.trainable_variables if "kernel" in v.name]
+        return [g.numpy() for g in tape.gradient(loss, latent)]
+
+    with_ste, with_ada_ste = twin(model, "ste_sign"), twin(model, "ada_ste")
+    before = model.predict(images, verbose=0)
+    if swap == "swap_in_place":
+        swapped, replaced = model, lce_zoo.swap_in_place(model)
+    else:
+        swapped, replaced = lce_zoo.swap_to_ada_ste(model, custom_objects={})
+        swapped.set_weights(model.get_weights())
+    assert replaced == {"SteSign": 4}
+    quantized = [layer for layer in swapped.layers if hasattr(layer, "input_quantizer")]
+    kernels = [getattr(layer, key) for layer in quantized
+               for key in lce_zoo.KERNEL_QUANTIZERS if getattr(layer, key, None)]
+    assert len(kernels) == 4 and all(isinstance(q, keras_bilevel.AdaSTE) for q in kernels)
+    assert all(type(layer.input_quantizer).__name__ == "SteSign" for layer in quantized)
+    np.testing.assert_array_equal(swapped.predict(images, verbose=0), before)
+    # Training sees AdaSTE's backward pass, not ste_sign's.
+    for ours, expected, shipped in zip(kernel_gradients(swapped),
+                                       kernel_gradients(with_ada_ste),
+                                       kernel_gradients(with_ste)):
+        np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6)
+        assert np.max(np.abs(ours - shipped)) > 1e-3
+    swapped.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    swapped.fit(images, np.arange(8) % 3, epochs=2, verbose=0, callbacks=[AnnealMu(1.05)])
+    assert {round(float(q.mu.numpy()), 6) for q in kernels} == {round(0.01 * 1.05 ** 2, 6)}
 
 
 def test_mnist_accuracy_benchmark_smoke(tmp_path):
