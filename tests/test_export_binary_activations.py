@@ -175,31 +175,66 @@ def test_to_tflite_compares_binary_activations_too(trained_net, tmp_path, monkey
                          verbose=False)
 
 
-@pytest.mark.parametrize("pad_values", [0.0, 1.0])
-def test_zero_padded_binary_convolution_on_inputs_smaller_than_the_kernel(
-    tmp_path, pad_values
-):
-    """LCE 0.16's optimised LceBconv2d gets zero padding wrong on 2x2 inputs (3x3
-    kernel); the check names the layer and the warning says why. One-padding is right."""
+def _small_input_net(pad_values, activation=None, strides=1, dilation_rate=1,
+                     depthwise=False):
     tf.keras.utils.set_random_seed(0)
-    inputs = tf.keras.Input((2, 2, 32))
-    x = larq.layers.QuantConv2D(32, 3, padding="same", use_bias=False, name="small",
-                                input_quantizer="ste_sign", kernel_quantizer="ada_ste",
-                                pad_values=pad_values)(inputs)
+    inputs = tf.keras.Input((2, 3, 32))
+    binary = dict(padding="same", input_quantizer="ste_sign", pad_values=pad_values,
+                  activation=activation, strides=strides, name="small")
+    if depthwise:
+        x = larq.layers.QuantDepthwiseConv2D(3, depthwise_quantizer="ada_ste",
+                                             use_bias=True, **binary)(inputs)
+    else:
+        x = larq.layers.QuantConv2D(32, 3, kernel_quantizer="ada_ste", use_bias=True,
+                                    dilation_rate=dilation_rate, **binary)(inputs)
     x = tf.keras.layers.BatchNormalization()(x)
-    x = larq.layers.QuantConv2D(8, 2, use_bias=False, input_quantizer="ste_sign",
+    x = larq.layers.QuantConv2D(8, 1, use_bias=False, input_quantizer="ste_sign",
                                 kernel_quantizer="ada_ste", name="next")(x)
     model = tf.keras.Model(inputs, tf.keras.layers.Flatten()(x))
+    small = model.get_layer("small")
+    small.bias.assign(tf.random.normal(small.bias.shape))
+    return model
+
+
+@pytest.mark.parametrize("pad_values, options", [
+    (1.0, {}), (0.0, {}), (0.0, {"activation": "relu"}), (0.0, {"strides": 2}),
+    (0.0, {"dilation_rate": 2}), (0.0, {"depthwise": True})],
+    ids=["one-padded", "zero-padded", "relu", "stride-2", "dilated", "depthwise"])
+def test_zero_padded_binary_convolution_on_inputs_smaller_than_the_kernel(
+    tmp_path, pad_values, options
+):
+    """LCE 0.16's optimised LceBconv2d gets zero padding wrong on inputs smaller than
+    the kernel (a 3x3 kernel on 2x3 inputs): to_lce writes those layers +1-padded with a
+    constant correction, which computes the same, and says so; the check passes."""
+    model = _small_input_net(pad_values, **options)
+    report = export.to_lce(model, tmp_path / "small.tflite", num_samples=16, verbose=False)
+    assert report.passed and report.max_rel_diff_given_flips < 1e-4
+    assert report.ops["LceBconv2d"] == (1 if options.get("depthwise") else 2)
     if pad_values:
-        report = export.to_lce(model, tmp_path / "small.tflite", num_samples=16,
-                               verbose=False)
-        assert report.passed and not report.warnings
-        return
-    with pytest.warns(UserWarning, match=r"wrongly where the input is smaller than the "
-                                         r"kernel, here in small"):
-        with pytest.raises(export.ExportError, match="'next_input_sign'") as error:
-            export.to_lce(model, tmp_path / "small.tflite", num_samples=16, verbose=False)
-    assert error.value.report.departing_layer.source == "batch_normalization"
+        assert not report.warnings
+    else:
+        assert any("+1 and corrected" in note and "(small)" in note
+                   for note in report.warnings)
+
+
+def test_one_padded_strip_equals_the_model_and_the_zero_padded_strip():
+    """The rewrite is exact in float: the stripped model with `small` one-padded and
+    corrected gives the model's outputs, and its LCE-style correction is not zero."""
+    model = _small_input_net(0.0, activation="relu", strides=2)
+    x = np.random.default_rng(1).standard_normal((6, 2, 3, 32)).astype(np.float32)
+    plain = export.strip_latent(model)
+    rewritten = export.strip_latent(model, one_padded=["small"])
+    assert "small_padding_correction" in [layer.name for layer in rewritten.layers]
+    correction = rewritten.get_layer("small_padding_correction").arguments["correction"]
+    assert np.max(np.abs(correction)) >= 1.0  # sums of +-1 weights over the padding
+    np.testing.assert_allclose(rewritten.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(rewritten.predict(x, verbose=0), plain.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="names no layer"):
+        export.strip_latent(model, one_padded=["nonexistent"])
+    with pytest.raises(ValueError, match="cannot be one-padded"):
+        export.strip_latent(model, one_padded=["next"])
 
 
 def _probe(steps=(False,)):

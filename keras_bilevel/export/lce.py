@@ -62,6 +62,14 @@ def to_lce(
     file's decisions within `tolerance` (`report.max_rel_diff_given_flips`);
     `report.max_rel_diff` still compares with `model.predict`.
 
+    **Zero padding on small maps.** LCE 0.16's optimised `LceBconv2d` (what devices and
+    LCE's interpreter run) computes zero padding (`padding="same"`, `pad_values=0`)
+    wrongly where a binary convolution's input is smaller than its kernel (3x3 kernels
+    on 2x2 maps: the last stage of ResNet-style zoo models at 64x64). `to_lce` writes
+    those layers padded with +1 and subtracts the constant the +1 padding adds
+    (`strip_latent(..., one_padded=...)`): the same values, one small float `SUB` more
+    per layer; `report.warnings` names them.
+
     !!! example
         ```python
         report = keras_bilevel.export.to_lce(model, "model.tflite")
@@ -85,6 +93,7 @@ def to_lce(
             it), or the outputs differ from the model's by more than `tolerance`.
     """
     check_weights_argument(weights)
+    notes = []
     try:
         import larq_compute_engine
     except ImportError as error:
@@ -102,11 +111,21 @@ def to_lce(
             content = tflite_file.store_binary_weights_int8(content, require=False)
         return content
 
-    x, reference, plain = prepare(model, samples, num_samples, seed)
+    # LCE 0.16's optimised LceBconv2d kernel (the one devices and LCE's interpreter run)
+    # computes zero padding wrongly where the input is smaller than the kernel (measured:
+    # 3x3 kernels on 2x2 and 1x1 inputs; its reference kernel and +1 padding are right).
+    # Those layers are written +1-padded with a constant correction: the same values.
+    small = zero_padded_binary_convolutions_smaller_than_kernel(model)
+    x, reference, plain = prepare(model, samples, num_samples, seed, one_padded=small)
+    if small:
+        notes.append(
+            "zero-padded binary convolutions on inputs smaller than their kernel ("
+            f"{', '.join(small)}) are written padded with +1 and corrected by a constant "
+            "(the same values): LCE 0.16's optimised LceBconv2d computes their zero "
+            "padding wrongly")
     content = convert(plain)
     path = tflite_file.write(path, content)
     float32_size = len(tflite_file.convert_keras_model(plain))
-    notes = []
     ops, _, _ = tflite_file.inspect_flatbuffer(content)
     if not ops.get("LceBconv2d"):
         if has_binary_activations(model):
@@ -131,18 +150,6 @@ def to_lce(
         )
         warnings.warn(f"to_lce({path!r}): {notes[-1]}", UserWarning, stacklevel=2)
     probe = activation_probe(model, plain, x, reference, tolerance, convert)
-    if probe is not None:
-        small = zero_padded_binary_convolutions_smaller_than_kernel(model)
-        if small:
-            notes.append(
-                "LCE 0.16's optimised LceBconv2d kernel (the one devices and LCE's "
-                "interpreter run) computes binary convolutions with zero padding "
-                "(padding='same', pad_values=0) wrongly where the input is smaller than "
-                f"the kernel, here in {', '.join(small)} (its reference kernel is "
-                "right): expect the check to fail there. Train with pad_values=1.0, or "
-                "use inputs large enough that these layers see at least the kernel size"
-            )
-            warnings.warn(f"to_lce({path!r}): {notes[-1]}", UserWarning, stacklevel=2)
     return check.check_file(
         path, content, x, reference, format=f"lce-{weights}",
         float32_size_bytes=float32_size, interpreter="lce", tolerance=tolerance,

@@ -31,7 +31,7 @@ _LARQ_ONLY_CONFIG = (
 
 
 
-def strip_latent(model):
+def strip_latent(model, one_padded=()):
     """An inference-only copy of `model` with plain layers and the binary weights.
 
     Each Larq layer (`QuantDense`, `QuantConv1D/2D/3D`, `QuantDepthwiseConv2D`,
@@ -60,9 +60,18 @@ def strip_latent(model):
         np.testing.assert_allclose(plain.predict(x), model.predict(x), atol=1e-5)
         ```
 
+    `one_padded` names zero-padded binary convolutions (`padding="same"`,
+    `pad_values=0`, binary inputs) to compute another way with the same result: padded
+    with +1 (which a binary input can hold, and LCE bit-packs) before a `"valid"`
+    convolution, then minus the constant the +1 padding added (a `Lambda` named
+    `<layer>_padding_correction`: the convolution of the padding ring alone, per output
+    position and channel), then the layer's activation. `to_lce` uses it where LCE 0.16
+    computes zero padding wrongly (`zero_padded_binary_convolutions_smaller_than_kernel`).
+
     # Arguments
         model: a functional or Sequential `tf.keras.Model` (nested ones included) with
             at least one Larq layer with a binary (`precision == 1`) quantizer.
+        one_padded: names of layers to compute as described above.
 
     # Returns
         A functional `tf.keras.Model` named `<model.name>_binary`.
@@ -73,7 +82,12 @@ def strip_latent(model):
     """
     _check_model_type(model)
     _check_binary_layers(model)
-    return _strip_graph(model, {}, name=f"{model.name}_binary")
+    one_padded = set(one_padded)
+    unknown = one_padded - {layer.name for layer in _walk_layers(model)}
+    if unknown:
+        raise ValueError(f"strip_latent: `one_padded` names no layer of {model.name!r}: "
+                         f"{sorted(unknown)}")
+    return _strip_graph(model, {}, name=f"{model.name}_binary", one_padded=one_padded)
 
 
 def _check_model_type(model):
@@ -161,7 +175,7 @@ def _check_binary_layers(model):
         )
 
 
-def _strip_graph(model, layer_map, name=None):
+def _strip_graph(model, layer_map, name=None, one_padded=frozenset()):
     """Rebuilds a functional/Sequential graph with `_plain_call` in place of each layer."""
     _check_model_type(model)
     new_inputs = []
@@ -176,7 +190,8 @@ def _strip_graph(model, layer_map, name=None):
         )
     outputs = replay_graph(
         model, new_inputs,
-        lambda node, args, kwargs: _plain_call(node.layer, layer_map, args, kwargs),
+        lambda node, args, kwargs: _plain_call(node.layer, layer_map, args, kwargs,
+                                               one_padded),
     )
     return tf.keras.Model(new_inputs, outputs, name=name or model.name)
 
@@ -203,13 +218,13 @@ def replay_graph(model, inputs, call_node):
     return tf.nest.pack_sequence_as(model._nested_outputs, outputs)
 
 
-def _plain_call(layer, layer_map, args, kwargs):
+def _plain_call(layer, layer_map, args, kwargs, one_padded=frozenset()):
     """Calls the plain replacement of `layer` (made once per layer, so sharing is kept)."""
     if id(layer) not in layer_map:
         if isinstance(layer, tf.keras.Model):
-            layer_map[id(layer)] = _NestedModel(layer, layer_map)
+            layer_map[id(layer)] = _NestedModel(layer, layer_map, one_padded)
         elif _is_larq_layer(layer):
-            layer_map[id(layer)] = _PlainQuantLayer(layer)
+            layer_map[id(layer)] = _PlainQuantLayer(layer, layer.name in one_padded)
         else:
             layer_map[id(layer)] = _PlainCopy(layer)
     return layer_map[id(layer)](args, kwargs)
@@ -231,8 +246,8 @@ def _plain_config(config):
 
 
 class _NestedModel:
-    def __init__(self, model, layer_map):
-        self.model = _strip_graph(model, layer_map)
+    def __init__(self, model, layer_map, one_padded=frozenset()):
+        self.model = _strip_graph(model, layer_map, one_padded=one_padded)
 
     def __call__(self, args, kwargs):
         return self.model(*args, **kwargs)
@@ -263,7 +278,7 @@ class _PlainCopy:
 class _PlainQuantLayer:
     """A Larq layer as [input sign Lambda] -> [padding Lambda] -> plain Keras layer."""
 
-    def __init__(self, layer):
+    def __init__(self, layer, one_padded=False):
         plain_class = next(
             (
                 cls
@@ -285,6 +300,14 @@ class _PlainQuantLayer:
         if not getattr(layer, "_is_native_padding", True):
             self.pad_value = float(tf.keras.backend.get_value(layer.pad_values))
             config["padding"] = "valid"
+        self.corrected_activation = None
+        if one_padded:
+            self._check_one_padding(layer)
+            self.pad_value = 1.0
+            config["padding"] = "valid"
+            self.corrected_activation = tf.keras.layers.Activation(
+                config.get("activation") or "linear", name=f"{layer.name}_activation")
+            config["activation"] = "linear"
         self.layer = plain_class.from_config(config)
         self.input_function = _input_quantizer_function(layer)
         self.pad_layers = {}  # one padding Lambda per input shape (shared layers)
@@ -313,16 +336,45 @@ class _PlainQuantLayer:
             )
         return self.pad_layers[key](inputs)
 
+    @staticmethod
+    def _check_one_padding(layer):
+        if not (_is_binary(getattr(layer, "input_quantizer", None))
+                and getattr(layer, "padding", None) == "same"
+                and getattr(layer, "_is_native_padding", True)):
+            raise ValueError(
+                f"strip_latent: layer {layer.name!r} cannot be one-padded: only "
+                "convolutions with binary inputs, padding='same' and pad_values=0 can")
+
+    def _padding_correction(self, inputs):
+        """The constant that +1 padding adds to the "valid" convolution: the layer on an
+        all-zero input padded with ones, minus the same padded with zeros (its bias)."""
+        (pad_layer,) = self.pad_layers.values()
+        zeros = tf.zeros((1, *inputs.shape[1:]), inputs.dtype)
+        paddings = pad_layer.arguments["paddings"]
+        ones = self.layer(tf.pad(zeros, paddings, constant_values=1.0))
+        bias = self.layer(tf.pad(zeros, paddings))
+        return np.asarray(ones) - np.asarray(bias)
+
     def __call__(self, args, kwargs):
         (inputs, *rest) = args
         if self.input_function is not None:
             inputs = self.input_function(inputs)
+        signed = inputs
         if self.pad_value is not None:
             inputs = self._pad(inputs)
         outputs = self.layer(inputs, *rest, **kwargs)
         if not self.built:
             self._set_weights()
             self.built = True
+        if self.corrected_activation is not None:
+            if len(self.pad_layers) > 1:
+                raise ValueError(f"strip_latent: layer {self.source.name!r} is shared by "
+                                 "inputs of several shapes; it cannot be one-padded")
+            correction = self._padding_correction(signed)
+            outputs = tf.keras.layers.Lambda(
+                _subtract_through_flat_view, arguments={"correction": correction},
+                name=f"{self.source.name}_padding_correction")(outputs)
+            outputs = self.corrected_activation(outputs)
         return outputs
 
     def _set_weights(self):
@@ -341,6 +393,18 @@ class _PlainQuantLayer:
                 value = _quantize_for_inference(quantizer, value)
             values.append(np.asarray(value, dtype=weight.dtype.as_numpy_dtype))
         self.layer.set_weights(values)
+
+
+def _subtract_through_flat_view(x, correction):
+    """x - correction, for a constant of x's shape (batch 1), computed on a flat view.
+
+    Subtracting it directly would let LCE 0.16's converter fold the constant into the
+    preceding LceBconv2d's per-channel `post_activation_bias`, which it is not (the file
+    then fails to load, or computes wrongly after a BatchNorm); the reshapes keep it a
+    subtraction of its own."""
+    size = int(np.prod(correction.shape[1:]))
+    flat = tf.reshape(x, (-1, size)) - correction.reshape(1, size)
+    return tf.reshape(flat, (-1, *correction.shape[1:]))
 
 
 def _quantize_for_inference(quantizer, value):

@@ -31,12 +31,13 @@ def check_weights_argument(weights):
         raise ValueError(f'`weights` must be "float32" or "int8", got {weights!r}.')
 
 
-def prepare(model, samples, num_samples, seed):
-    """`(x, reference, plain)`: samples, `model.predict` on them, `strip_latent(model)`."""
+def prepare(model, samples, num_samples, seed, one_padded=()):
+    """`(x, reference, plain)`: samples, `model.predict` on them, and
+    `strip_latent(model, one_padded)`."""
     check_exportable(model)
     x = check.sample_inputs(model.inputs[0].shape[1:], samples, num_samples, seed)
     reference = np.asarray(model.predict(x, batch_size=256, verbose=0), np.float32)
-    return x, reference, strip_latent(model)
+    return x, reference, strip_latent(model, one_padded)
 
 
 def activation_probe(model, plain, x, reference, tolerance, convert):
