@@ -176,9 +176,9 @@ def test_to_tflite_compares_binary_activations_too(trained_net, tmp_path, monkey
 
 
 def _small_input_net(pad_values, activation=None, strides=1, dilation_rate=1,
-                     depthwise=False):
+                     depthwise=False, size=(2, 3)):
     tf.keras.utils.set_random_seed(0)
-    inputs = tf.keras.Input((2, 3, 32))
+    inputs = tf.keras.Input((*size, 32))
     binary = dict(padding="same", input_quantizer="ste_sign", pad_values=pad_values,
                   activation=activation, strides=strides, name="small")
     if depthwise:
@@ -198,14 +198,17 @@ def _small_input_net(pad_values, activation=None, strides=1, dilation_rate=1,
 
 @pytest.mark.parametrize("pad_values, options", [
     (1.0, {}), (0.0, {}), (0.0, {"activation": "relu"}), (0.0, {"strides": 2}),
-    (0.0, {"dilation_rate": 2}), (0.0, {"depthwise": True})],
-    ids=["one-padded", "zero-padded", "relu", "stride-2", "dilated", "depthwise"])
+    (0.0, {"dilation_rate": 2}), (0.0, {"depthwise": True}),
+    (0.0, {"dilation_rate": 2, "size": (4, 4)})],
+    ids=["one-padded", "zero-padded", "relu", "stride-2", "dilated", "depthwise",
+         "dilated-extent"])
 def test_zero_padded_binary_convolution_on_inputs_smaller_than_the_kernel(
     tmp_path, pad_values, options
 ):
     """LCE 0.16's optimised LceBconv2d gets zero padding wrong on inputs smaller than
-    the kernel (a 3x3 kernel on 2x3 inputs): to_lce writes those layers +1-padded with a
-    constant correction, which computes the same, and says so; the check passes."""
+    the kernel's extent (a 3x3 kernel on 2x3 inputs; dilated 2, extent 5, on 4x4):
+    to_lce writes those layers +1-padded with a constant correction, which computes the
+    same, and says so; the check passes."""
     model = _small_input_net(pad_values, **options)
     report = export.to_lce(model, tmp_path / "small.tflite", num_samples=16, verbose=False)
     assert report.passed and report.max_rel_diff_given_flips < 1e-4

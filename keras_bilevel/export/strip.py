@@ -146,8 +146,9 @@ def has_binary_activations(model):
 
 def zero_padded_binary_convolutions_smaller_than_kernel(model):
     """Names of the layers with binary inputs, `padding="same"`, `pad_values=0` and an
-    input smaller than the kernel in a spatial dimension (measured: LCE 0.16's optimised
-    `LceBconv2d` kernel gets these wrong, e.g. a 3x3 kernel on 2x2 or 1x1 inputs)."""
+    input smaller than the kernel's extent in a spatial dimension ((k - 1) d + 1 for
+    kernel size k and dilation d; measured: LCE 0.16's optimised `LceBconv2d` kernel gets
+    these wrong, e.g. a 3x3 kernel on 2x2 or 1x1 inputs, or dilated 2 on 4x4 inputs)."""
     names = []
     for layer in _walk_layers(model):
         if not _is_binary(getattr(layer, "input_quantizer", None)):
@@ -159,8 +160,9 @@ def zero_padded_binary_convolutions_smaller_than_kernel(model):
         shape = layer.input_shape
         spatial = shape[1:-1] if getattr(layer, "data_format", "") == "channels_last" \
             else shape[2:]
-        if any(size is not None and size < kernel
-               for size, kernel in zip(spatial, layer.kernel_size)):
+        dilation = getattr(layer, "dilation_rate", (1,) * len(layer.kernel_size))
+        if any(size is not None and size < (kernel - 1) * rate + 1
+               for size, kernel, rate in zip(spatial, layer.kernel_size, dilation)):
             names.append(layer.name)
     return names
 
