@@ -403,7 +403,7 @@ def markdown_table(record):
                              for name, count in row.get("replaced", {}).items())
         kernels = row["variant"] + (f" (was {replaced})" if replaced else "")
         trip = row.get("round_trip")
-        trip = ("-" if trip is None else f"fails: {trip['error'][:120]}" if "error" in trip
+        trip = ("-" if trip is None else "fails: " + " ".join(trip["error"].split())[:150] if "error" in trip
                 else "equal" if trip["predictions_equal"] and trip["mu_equal"]
                 else f"DIFFERS ({trip})")
         kernels += " (swapped in place)" if "swap" in row else ""
