@@ -51,7 +51,7 @@ def test_the_transposed_backward_is_used_exactly_where_it_is_faster():
     import jaxlib
 
     version = tuple(int(p) for p in jaxlib.__version__.split(".")[:3] if p.isdigit())
-    expected = jax.default_backend() == "cpu" and version < (0, 7, 2)
+    expected = jax.default_backend() == "cpu" and version < (0, 9, 0)
     assert uses_transposed_backward() == expected
     x, kernel, _ = _case((4, 3), (3, 2))
     # The custom backward shows in the traced program as a custom_vjp call.

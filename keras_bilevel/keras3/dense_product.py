@@ -5,14 +5,15 @@
 
 `dense_product(x, kernel)` is `keras.ops.matmul(x, kernel)`, with the same values and the
 same gradients, on every backend. One case gets another backward pass: JAX on CPU with
-jaxlib older than 0.7.2, whose XLA runs a product that contracts the last axis of both
+jaxlib older than 0.9.0, whose XLA runs a product that contracts the last axis of both
 operands (the input gradient g K^T above) about 4x slower than the other layouts
-(measured on this project's 2-core x86 machine, jaxlib 0.4.38 to 0.7.1: 5.5 ms against
-1.3 ms for a 100x1024 by 1024x1024 product; jaxlib 0.10.2 runs all of them in 1.3 ms,
-but it needs numpy >= 2, which Larq's pin excludes from our environment). There the input
-gradient is computed as (K (g^T))^T with both transposes materialised, which XLA runs at
-the fast rate, and a Keras 3 binary MLP's training step takes about 30% less time. The
-values are the same products, summed in another order: equal within float rounding.
+(measured on this project's 2-core x86 machine, 100x1024 by 1024x1024: 4.8 to 5.5 ms
+against 1.2 to 1.5 ms with jaxlib 0.4.38, 0.6.2, 0.7.1, 0.7.2 and 0.8.0; 0.9.0, 0.10.0
+and 0.10.2 run it in 0.9 to 1.0 ms, but jaxlib 0.7.2 and newer need numpy >= 2, which
+Larq's pin excludes from our environment). There the input gradient is computed as
+(K (g^T))^T with both transposes materialised, which XLA runs at the fast rate: a Keras 3
+binary MLP's step went from 23 ms to 15-16 ms here. The values are the same products,
+summed in another order: equal within float rounding.
 
 This module holds no formula and no Keras object; it imports JAX only when JAX is the
 Keras backend (and is then loaded already).
@@ -31,14 +32,15 @@ from keras import ops
 
 __all__ = ["dense_product", "uses_transposed_backward"]
 
-# The first jaxlib whose CPU product with both last axes contracted runs at the fast rate.
-_FIXED_JAXLIB = (0, 7, 2)
+# The first jaxlib measured to run the CPU product with both last axes contracted at the
+# fast rate (0.8.0 was slow; 0.8.1 to 0.8.3 were not measured).
+_FIXED_JAXLIB = (0, 9, 0)
 
 
 @functools.lru_cache(maxsize=None)
 def uses_transposed_backward():
     """True where `dense_product` computes the input gradient as (K g^T)^T: the Keras
-    backend is JAX, its default device a CPU, and jaxlib older than 0.7.2."""
+    backend is JAX, its default device a CPU, and jaxlib older than 0.9.0."""
     if keras.backend.backend() != "jax":
         return False
     import jax
@@ -73,7 +75,7 @@ def _jax_product_with_transposed_backward():
 
 def dense_product(x, kernel):
     """`x @ kernel` for x of shape (..., k) and a kernel of shape (k, n), with the
-    backward pass described in the module docstring (JAX on CPU, older jaxlib).
+    backward pass described in the module docstring (JAX on CPU, jaxlib < 0.9.0).
 
     !!! example
         ```python
