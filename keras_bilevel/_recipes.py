@@ -26,8 +26,8 @@ _ADASTE_LEARNING_RATE_SOURCE = (
     "Adam, learning rate 1e-2 with cosine decay over the run: the best AdaSTE setting on "
     "validation in 5 of the 8 MNIST cells of benchmarks/adaste_map.py where several ran "
     "(binary MLPs of width 64 to 1024, 5 to 50 epochs) and within 0.15 of the best in the "
-    "others; 0.4 to 1.1 "
-    "points above 1e-3 at 5 epochs; with it AdaSTE matches a learning-rate-tuned STE "
+    "others; 0.4 to 1.1 points above 1e-3 at 5 epochs (validation); with it AdaSTE "
+    "matches a learning-rate-tuned STE "
     "(BENCHMARKS.md, 'Where AdaSTE wins')")
 
 

@@ -111,10 +111,7 @@ def to_lce(
             content = tflite_file.store_binary_weights_int8(content, require=False)
         return content
 
-    # LCE 0.16's optimised LceBconv2d kernel (the one devices and LCE's interpreter run)
-    # computes zero padding wrongly where the input is smaller than the kernel (measured:
-    # 3x3 kernels on 2x2 and 1x1 inputs; its reference kernel and +1 padding are right).
-    # Those layers are written +1-padded with a constant correction: the same values.
+    # Zero padding on small maps: see "Zero padding on small maps" above.
     small = zero_padded_binary_convolutions_smaller_than_kernel(model)
     x, reference, plain = prepare(model, samples, num_samples, seed, one_padded=small)
     if small:

@@ -302,13 +302,15 @@ class _PlainQuantLayer:
         if not getattr(layer, "_is_native_padding", True):
             self.pad_value = float(tf.keras.backend.get_value(layer.pad_values))
             config["padding"] = "valid"
-        self.corrected_activation = None
+        self.one_padded, self.corrected_activation = one_padded, None
         if one_padded:
             self._check_one_padding(layer)
             self.pad_value = 1.0
             config["padding"] = "valid"
-            self.corrected_activation = tf.keras.layers.Activation(
-                config.get("activation") or "linear", name=f"{layer.name}_activation")
+            activation = config.get("activation") or "linear"
+            if activation != "linear":  # applied after the correction
+                self.corrected_activation = tf.keras.layers.Activation(
+                    activation, name=f"{layer.name}_activation")
             config["activation"] = "linear"
         self.layer = plain_class.from_config(config)
         self.input_function = _input_quantizer_function(layer)
@@ -368,7 +370,7 @@ class _PlainQuantLayer:
         if not self.built:
             self._set_weights()
             self.built = True
-        if self.corrected_activation is not None:
+        if self.one_padded:
             if len(self.pad_layers) > 1:
                 raise ValueError(f"strip_latent: layer {self.source.name!r} is shared by "
                                  "inputs of several shapes; it cannot be one-padded")
@@ -376,7 +378,8 @@ class _PlainQuantLayer:
             outputs = tf.keras.layers.Lambda(
                 _subtract_through_flat_view, arguments={"correction": correction},
                 name=f"{self.source.name}_padding_correction")(outputs)
-            outputs = self.corrected_activation(outputs)
+            if self.corrected_activation is not None:
+                outputs = self.corrected_activation(outputs)
         return outputs
 
     def _set_weights(self):

@@ -68,14 +68,13 @@ def _adam_recipe(method, train_size, epochs, steps_per_epoch, batch_size, learni
 def adaste(train_size, epochs, steps_per_epoch, batch_size=128,
            learning_rate=ADASTE_LEARNING_RATE):
     """`--method adaste`: as `keras_bilevel.recipes.adaste_recommended` (Adam at 1e-2)."""
-    recipe = _adam_recipe(
+    return _adam_recipe(
         "adaste", train_size, epochs, steps_per_epoch, batch_size, learning_rate,
         quantizer=lambda: AdaSTE(), constraint=None,
         callbacks=[AnnealMu(rate=1.05), BinarizationGap()],
         sources={"kernel_quantizer": "AdaSTE() defaults: sign forward, adaptive backward",
-                 "callbacks": "AnnealMu(1.05) as in shared/adaste-math.md section 1"})
-    recipe.sources["optimizer"] = adaste_optimizer_source(learning_rate)
-    return recipe
+                 "callbacks": "AnnealMu(1.05) as in shared/adaste-math.md section 1",
+                 "optimizer": adaste_optimizer_source(learning_rate)})
 
 
 def ste(train_size, epochs, steps_per_epoch, batch_size=128, learning_rate=1e-3):
