@@ -42,9 +42,7 @@ DEFAULT_RESULTS = os.path.join(HERE, "results", "adaste_map.json")
 def _methods():
     """Every configuration of the map by name: name -> f(train_size, epochs, steps, batch)."""
     import keras_bilevel  # noqa: F401  (Keras 2 mode before TensorFlow)
-    import tensorflow as tf
-
-    from keras_bilevel import callbacks, initializers, optimizers, recipes
+    from keras_bilevel import callbacks, initializers, recipes
 
     def product(name):
         return lambda n, e, s, b: recipes.make(name, n, e, s, batch_size=b)

@@ -49,20 +49,6 @@ def tfds_metadata(root, name, sizes=METADATA_SPLITS):
     return str(root)
 
 
-@pytest.fixture(scope="module")
-def metadata_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tfds_metadata")
-    for name in TFDS_SETS:
-        _tfds_metadata(root, name)
-    return str(root)
-
-
-@pytest.fixture
-def mocked(metadata_dir):
-    with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES, data_dir=metadata_dir):
-        yield metadata_dir
-
-
 @pytest.fixture(scope="session")
 def metadata_dir(tmp_path_factory):
     """A data_dir with the real builders' metadata for every TFDS set (no examples)."""
