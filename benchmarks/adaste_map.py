@@ -1,10 +1,14 @@
-"""Where AdaSTE wins: binary MLPs of several widths and budgets, every method, one file.
+"""Where AdaSTE wins: binary networks of several widths and budgets, every method, one file.
 
-Sweep mode trains every (data set, width, epochs, method, seed) cell not yet in the
+The networks are binary MLPs (`--model mlp`, the default) or VGG-Small (`--model
+vgg_small`, for the digits or other small images).
+
+Sweep mode trains every (data set, model, width, epochs, method, seed, batch size) run not yet in the
 results file and appends each finished run to it at once (`benchmarks/results/adaste_map.json`
 by default), so a killed sweep loses nothing and a rerun continues where it stopped.
 Report mode reads that file and writes a markdown table (printed) and a plot of
-test accuracy minus the tuned STE baseline against width (`adaste_map.png`).
+test accuracy minus the tuned STE baseline against width (`adaste_map.png`), and per data
+set a table of `adaste` minus the tuned STE with standard errors, per cell and pooled.
 
 Settings are chosen on validation only (the last 10% of the training set, held out by
 `keras_bilevel.data.load`); test accuracy is only reported. The STE baseline is tuned
@@ -15,10 +19,14 @@ the one with the best validation accuracy on seed 0, then reported over all its 
     python benchmarks/adaste_map.py sweep --dataset mnist --data-dir /tmp/tfds_offline \
         --widths 64 128 --epochs 5 20 --methods adaste adaste-reference ste-lr1e-3 --seeds 0
     python benchmarks/adaste_map.py report            # table + benchmarks/results/adaste_map.png
+    python benchmarks/adaste_map.py sweep --dataset digits --model vgg_small --batch-size 32 \
+        --widths 128 --epochs 20 --methods adaste ste-lr1e-2 --seeds 0
     python benchmarks/adaste_map.py sweep --smoke     # digits, width 16, 1 epoch (CI)
 
 The methods (`_methods()`, listed by `sweep --methods nonsense`) are the product's recipes (`keras_bilevel.recipes`) plus tuned
-baselines and ablations of the AdaSTE reference recipe, all built here from public
+baselines, ablations of the AdaSTE reference recipe, and AdaSTE and STE with SGD instead
+of Adam (`adaste-sgd-lr*`, `ste-sgd-lr*`: the optimizer that keeps each weight's gradient
+size, a diagnostic, not tuned baselines), all built here from public
 objects (`keras_bilevel.AdaSTE`, `optimizers.LatentMomentum`, `initializers.RandomSign`,
 `callbacks.AnnealMu` / `AnnealMuToBinary`).
 """
@@ -33,6 +41,8 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+# `vgg_small`'s first convolution has 128 filters at width 1; `--widths` names that count.
+VGG_SMALL_FIRST = 128
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_RESULTS = os.path.join(HERE, "results", "adaste_map.json")
 
@@ -60,6 +70,18 @@ def _methods():
     def adam_lr(lr):
         return lambda n, e, s, b: recipes.adaste_recommended(n, e, s, learning_rate=lr,
                                                              batch_size=b)
+
+    def with_sgd(base, lr):
+        """`base` (the `adaste` or `ste` recipe) with its Adam replaced by SGD with
+        momentum 0.9 at `lr`, cosine decay: an optimizer that keeps the size of each
+        weight's gradient, which Adam divides out (point 2 of the map)."""
+        def make(n, e, s, b):
+            import tensorflow as tf
+            recipe = base(n, e, s, batch_size=b)
+            schedule = tf.keras.optimizers.schedules.CosineDecay(lr, decay_steps=e * s)
+            recipe.optimizer = tf.keras.optimizers.SGD(schedule, momentum=0.9)
+            return recipe
+        return make
 
     def budget_lr(n, e, s, b):
         """A budget-aware alternative to the default (evaluated, not chosen): Adam's
@@ -126,6 +148,9 @@ def _methods():
     for lr in ("1e-3", "3e-3", "1e-2", "3e-2"):
         table[f"ste-lr{lr}"] = ste(float(lr))
         table[f"full-precision-lr{lr}"] = full(float(lr))
+    for lr in ("1e-1", "1", "10", "100", "300", "1e3", "3e3"):
+        table[f"adaste-sgd-lr{lr}"] = with_sgd(recipes.adaste_recommended, float(lr))
+        table[f"ste-sgd-lr{lr}"] = with_sgd(recipes.ste, float(lr))
     for threshold in ("1e-8", "1e-7", "1e-6"):
         table[f"bop-t{threshold}"] = bop(float(threshold))
     # Ablations of the reference recipe: one part swapped at a time.
@@ -157,9 +182,14 @@ TUNED = {"ste": ("ste-lr",), "bop": ("bop-t", "bop"),
 
 # ----------------------------------------------------------------------------- results file
 
+def _model(run):
+    """The run's architecture: "mlp" (every run before `--model` existed) or "vgg_small"."""
+    return run.get("model", "mlp")
+
+
 def _key(run):
-    return (run["dataset"], run["width"], run["depth"], run["epochs"], run["method"],
-            run["seed"])
+    return (run["dataset"], _model(run), run["width"], run["depth"], run["epochs"],
+            run["method"], run["seed"], run.get("batch_size", 128))
 
 
 def read_runs(path):
@@ -191,9 +221,24 @@ def append_run(path, run):
 
 # ----------------------------------------------------------------------------- training
 
+def build_model(keras_bilevel, model, input_shape, width, depth, classes, recipe):
+    """The binary network of a run: `binary_mlp` of `width` hidden units and `depth`
+    layers, or `vgg_small` whose first convolution has `width` filters (128 = the
+    full network; the other layers scale with it)."""
+    kernel = dict(kernel_quantizer=recipe.kernel_quantizer,
+                  kernel_initializer=recipe.kernel_initializer,
+                  kernel_constraint=recipe.kernel_constraint)
+    if model == "vgg_small":
+        return keras_bilevel.models.vgg_small(input_shape, classes=classes,
+                                              width=width / VGG_SMALL_FIRST, **kernel)
+    return keras_bilevel.models.binary_mlp(input_shape, width, depth=depth,
+                                           classes=classes, **kernel)
+
+
 def train_one(method, dataset, width, depth, epochs, seed, data_dir, batch_size=128,
-              jit=False):
-    """Train one binary MLP; returns the run record (final validation and test accuracy)."""
+              jit=False, model_name="mlp"):
+    """Train one binary network; returns the run record (final validation and test
+    accuracy)."""
     import keras_bilevel
     import tensorflow as tf
 
@@ -203,11 +248,8 @@ def train_one(method, dataset, width, depth, epochs, seed, data_dir, batch_size=
                                      data_dir=data_dir)
     recipe = _methods()[method](splits.num_train, epochs, splits.steps_per_epoch,
                                 batch_size)
-    model = keras_bilevel.models.binary_mlp(
-        tuple(splits.input_shape), width, depth=depth, classes=splits.classes,
-        kernel_quantizer=recipe.kernel_quantizer,
-        kernel_initializer=recipe.kernel_initializer,
-        kernel_constraint=recipe.kernel_constraint)
+    model = build_model(keras_bilevel, model_name, tuple(splits.input_shape), width, depth,
+                        splits.classes, recipe)
     model.compile(recipe.optimizer,
                   tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"], jit_compile=jit)
@@ -216,7 +258,8 @@ def train_one(method, dataset, width, depth, epochs, seed, data_dir, batch_size=
                         verbose=0)
     seconds = time.perf_counter() - start
     return {
-        "dataset": dataset, "width": width, "depth": depth, "epochs": epochs,
+        "dataset": dataset, "model": model_name, "width": width, "depth": depth,
+        "epochs": epochs, "batch_size": batch_size,
         "method": method, "seed": seed,
         "val_accuracy": float(model.evaluate(splits.validation, verbose=0)[1]),
         "test_accuracy": float(model.evaluate(splits.test, verbose=0)[1]),
@@ -234,20 +277,23 @@ def sweep(args):
     for name in args.methods:
         if name not in names:
             raise SystemExit(f"--methods: unknown method {name!r}; choose from {sorted(names)}")
+    depth = args.depth if args.model == "mlp" else None  # vgg_small has a fixed depth
     for seed in args.seeds:
         for epochs in args.epochs:
             for width in args.widths:
                 for method in args.methods:
-                    key = (args.dataset, width, args.depth, epochs, method, seed)
+                    key = (args.dataset, args.model, width, depth, epochs, method, seed,
+                           args.batch_size)
                     if key in done:
                         continue
                     if args.stop_at and time.time() > args.stop_at:
                         print("stop time reached; not starting", key, flush=True)
                         return
-                    run = train_one(method, args.dataset, width, args.depth, epochs, seed,
-                                    args.data_dir, args.batch_size, args.jit)
+                    run = train_one(method, args.dataset, width, depth, epochs, seed,
+                                    args.data_dir, args.batch_size, args.jit, args.model)
                     append_run(args.results, run)
-                    print(f"{args.dataset} w{width} e{epochs} s{seed} {method:22s} "
+                    print(f"{args.dataset} {args.model} w{width} e{epochs} s{seed} "
+                          f"{method:22s} "
                           f"val {100 * run['val_accuracy']:.2f} "
                           f"test {100 * run['test_accuracy']:.2f} "
                           f"({run['seconds']:.0f} s)", flush=True)
@@ -256,10 +302,15 @@ def sweep(args):
 # ----------------------------------------------------------------------------- report
 
 def cells(runs):
-    """{(dataset, width, depth, epochs): {method: [runs]}}."""
+    """{(data, width, epochs): {method: [runs]}}; data is the data set, followed by the
+    model where it is not the MLP and the batch size where it is not 128 ("digits,
+    vgg_small, batch 32")."""
     table = {}
     for run in runs:
-        cell = table.setdefault((run["dataset"], run["width"], run["depth"], run["epochs"]), {})
+        batch = run.get("batch_size", 128)
+        data = ", ".join([run["dataset"]] + ([_model(run)] if _model(run) != "mlp" else [])
+                         + ([f"batch {batch}"] if batch != 128 else []))
+        cell = table.setdefault((data, run["width"], run["epochs"]), {})
         cell.setdefault(run["method"], []).append(run)
     return table
 
@@ -316,7 +367,7 @@ def report(args):
              "|---" * (len(shown) + 7) + "|"]
     points = []
     for key in sorted(table):
-        dataset, width, depth, epochs = key
+        dataset, width, epochs = key
         rows = summary(table[key], extras)
 
         def fmt(label):
@@ -345,6 +396,9 @@ def report(args):
         points.append((key, rows))
     text = "\n".join(lines)
     print(text)
+    for data in sorted({key[0] for key in table}):
+        print()
+        print(difference_table(table, data))
     if args.ablations:
         print()
         print(ablation_table(table, args.ablations))
@@ -354,12 +408,55 @@ def report(args):
     return text
 
 
+def difference_to_tuned_ste(table, data, method="adaste", min_seeds=3):
+    """`method` minus the tuned STE in every cell of `data` where both have `min_seeds`
+    seeds, and over those cells together.
+
+    Per cell: d = mean(method) - mean(tuned STE) of test accuracy, with the standard error
+    se = sqrt(s_a^2 / n_a + s_b^2 / n_b) (sample variances, ddof 1). Pooled: the mean of
+    the cells' d, with standard error sqrt(sum se^2) / cells (cells independent).
+
+    Returns ([(width, epochs, d, se), ...], (mean d, its se) or None).
+    """
+    out = []
+    for (cell_data, width, epochs), cell in sorted(table.items()):
+        baseline = summary(cell).get("ste (tuned)")
+        if cell_data != data or method not in cell or baseline is None:
+            continue
+        a = [r["test_accuracy"] for r in cell[method]]
+        b = [r["test_accuracy"] for r in cell[baseline[0]]]
+        if min(len(a), len(b)) < max(min_seeds, 2):
+            continue
+        se = np.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b))
+        out.append((width, epochs, float(np.mean(a) - np.mean(b)), float(se)))
+    if not out:
+        return out, None
+    ses = np.array([se for *_, se in out])
+    return out, (float(np.mean([d for _, _, d, _ in out])),
+                 float(np.sqrt(np.sum(ses ** 2)) / len(out)))
+
+
+def difference_table(table, data, method="adaste", min_seeds=3):
+    """Markdown: `difference_to_tuned_ste` in points, d / se as t."""
+    per_cell, pooled = difference_to_tuned_ste(table, data, method, min_seeds)
+    if pooled is None:
+        return f"{data}: no cell with {min_seeds} seeds of `{method}` and the tuned STE"
+    lines = [f"{data}: `{method}` − tuned STE, test points ({min_seeds}+ seeds each)",
+             "| width | epochs | difference | standard error | t |", "|---|---|---|---|---|"]
+    lines += [f"| {w} | {e} | {100 * d:+.2f} | {100 * se:.2f} | {d / se:+.1f} |"
+              for w, e, d, se in per_cell]
+    mean, se = pooled
+    lines.append(f"| all {len(per_cell)} cells | | {100 * mean:+.2f} | {100 * se:.2f} | "
+                 f"{mean / se:+.1f} |")
+    return "\n".join(lines)
+
+
 def ablation_table(table, selector):
     """Every method of one cell, `DATASET:WIDTH:EPOCHS`, sorted by validation."""
     dataset, width, epochs = selector.split(":")
     out = []
     for key, cell in sorted(table.items()):
-        if key[0] != dataset or key[1] != int(width) or key[3] != int(epochs):
+        if key[0] != dataset or key[1] != int(width) or key[2] != int(epochs):
             continue
         out += [f"{dataset}, width {width}, {epochs} epochs",
                 "| method | validation (%) | test (%) | seeds |", "|---|---|---|---|"]
@@ -376,14 +473,14 @@ def plot(points, path, extras=()):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = sorted({(k[0], k[3]) for k, _ in points})
+    panels = sorted({(k[0], k[2]) for k, _ in points})
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
     styles = {"adaste": ("o-", "C0"), "adaste-reference": ("s-", "C1"),
               "bop (tuned)": ("v:", "C2"), "full precision (tuned)": ("^--", "C3")}
     styles.update({m: ("D-", f"C{4 + i}") for i, m in enumerate(extras)})
     for ax, (dataset, epochs) in zip(axes[0], panels):
         chosen = sorted((k[1], rows) for k, rows in points
-                        if k[0] == dataset and k[3] == epochs and "ste (tuned)" in rows)
+                        if k[0] == dataset and k[2] == epochs and "ste (tuned)" in rows)
         for label, (style, color) in styles.items():
             xs = [w for w, rows in chosen if label in rows]
             ys = [100 * (rows[label][1] - rows["ste (tuned)"][1])
@@ -392,7 +489,7 @@ def plot(points, path, extras=()):
                 ax.plot(xs, ys, style, color=color, label=label)
         ax.axhline(0, color="k", lw=0.8, label="tuned STE")
         ax.set_xscale("log", base=2)
-        ax.set_xlabel("hidden width")
+        ax.set_xlabel("first convolution's filters" if "vgg" in dataset else "hidden width")
         ax.set_title(f"{dataset}, {epochs} epochs", fontsize=10)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("test accuracy − tuned STE (points)")
@@ -414,7 +511,10 @@ def main(argv=None):
     run.add_argument("--dataset", default="mnist", help="mnist (needs --data-dir) or digits")
     run.add_argument("--data-dir", default=None)
     run.add_argument("--widths", nargs="+", type=int, default=[64, 128])
-    run.add_argument("--depth", type=int, default=3)
+    run.add_argument("--model", choices=("mlp", "vgg_small"), default="mlp",
+                     help="binary_mlp (--widths: hidden units) or vgg_small (--widths: "
+                          "the first convolution's filters, 128 = the full network)")
+    run.add_argument("--depth", type=int, default=3, help="the MLP's number of hidden layers")
     run.add_argument("--epochs", nargs="+", type=int, default=[5, 20])
     run.add_argument("--methods", nargs="+", default=["adaste", "adaste-reference",
                                                       "ste-lr1e-3", "bop", "full-precision"])

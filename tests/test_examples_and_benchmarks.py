@@ -1,10 +1,13 @@
 """Smoke versions of the examples and benchmarks: they run and write what they promise."""
 
+import argparse
 import importlib.util
 import json
 import os
 import subprocess
 import sys
+
+import numpy as np
 
 import pytest
 
@@ -142,6 +145,54 @@ def test_adaste_map_tunes_baselines_on_validation_not_test():
     assert rows["full precision (tuned)"][0] == "full-precision-lr1e-3"
     assert rows["bop (tuned)"][0] == "bop"  # the default threshold is a family member
     assert rows["adaste"][1] == 0.86
+
+
+def test_adaste_map_difference_to_tuned_ste_per_cell_and_pooled():
+    """Exact values: cell 1, adaste {0.90, 0.92} vs tuned STE {0.89, 0.89} (picked over
+    a worse-validation member): d = 0.02, se = sqrt(2e-4 / 2 + 0) = 0.01; cell 2, d =
+    -0.01, se = sqrt(0 + 8e-4 / 2) = 0.02; pooled d = 0.005, se = sqrt(5e-4) / 2. A cell
+    with one seed is left out."""
+    adaste_map = _load("benchmarks/adaste_map.py")
+
+    def run(width, method, seed, test, val=0.5):
+        return {"dataset": "d", "width": width, "depth": 3, "epochs": 1, "method": method,
+                "seed": seed, "val_accuracy": val, "test_accuracy": test}
+
+    runs = [run(8, "adaste", 0, 0.90), run(8, "adaste", 1, 0.92),
+            run(8, "ste-lr1e-2", 0, 0.89, val=0.6), run(8, "ste-lr1e-2", 1, 0.89),
+            run(8, "ste-lr1e-3", 0, 0.99, val=0.4), run(8, "ste-lr1e-3", 1, 0.99),
+            run(16, "adaste", 0, 0.95), run(16, "adaste", 1, 0.95),
+            run(16, "ste-lr1e-2", 0, 0.94), run(16, "ste-lr1e-2", 1, 0.98),
+            run(32, "adaste", 0, 0.95), run(32, "ste-lr1e-2", 0, 0.90)]
+    per_cell, (mean, se) = adaste_map.difference_to_tuned_ste(
+        adaste_map.cells(runs), "d", min_seeds=2)
+    assert [(w, e) for w, e, _, _ in per_cell] == [(8, 1), (16, 1)]
+    np.testing.assert_allclose([d for _, _, d, _ in per_cell], [0.02, -0.01], atol=1e-12)
+    np.testing.assert_allclose([s for *_, s in per_cell], [0.01, 0.02], rtol=1e-9)
+    np.testing.assert_allclose([mean, se], [0.005, np.sqrt(5e-4) / 2], rtol=1e-9)
+    table = adaste_map.difference_table(adaste_map.cells(runs), "d", min_seeds=2)
+    assert table.splitlines()[-1] == "| all 2 cells | | +0.50 | 1.12 | +0.4 |"
+    assert "no cell" in adaste_map.difference_table(adaste_map.cells(runs), "d")  # 3 seeds
+
+
+def test_adaste_map_vgg_small_run_is_its_own_cell(tmp_path):
+    """`--model vgg_small` trains VGG-Small (first convolution 8 filters here) on the
+    digits, records the model and batch size, and reports it apart from the MLP of the
+    same width."""
+    adaste_map = _load("benchmarks/adaste_map.py")
+    results = str(tmp_path / "map.json")
+    args = ["sweep", "--dataset", "digits", "--epochs", "1", "--widths", "8",
+            "--methods", "ste-lr1e-2", "--results", results]
+    adaste_map.main(args + ["--model", "vgg_small", "--batch-size", "64"])
+    adaste_map.main(args)
+    runs = json.loads(open(results).read())["runs"]
+    assert sorted((r["model"], r["depth"], r["batch_size"]) for r in runs) == \
+        [("mlp", 3, 128), ("vgg_small", None, 64)]
+    assert sorted(adaste_map.cells(runs)) == [("digits", 8, 1),
+                                              ("digits, vgg_small, batch 64", 8, 1)]
+    text = adaste_map.report(argparse.Namespace(results=results, extra=[], ablations=None,
+                                                plot=str(tmp_path / "map.png")))
+    assert "| digits, vgg_small, batch 64 | 8 | 1 |" in text and "| digits | 8 | 1 |" in text
 
 
 @pytest.mark.parametrize("swap", ["swap_to_ada_ste", "swap_in_place"])
