@@ -10,6 +10,7 @@ process with SIGKILL.
 import csv
 import json
 import shutil
+import signal
 
 import numpy as np
 import pytest
@@ -84,10 +85,19 @@ def references(tmp_path_factory):
 
 
 def interrupt(monkeypatch, output, at, method="adaste", epochs=2):
-    """Run until SIGINT at `at` = (epoch, batch); returns the exit status."""
-    with monkeypatch.context() as patch:
-        patch.setenv(INTERRUPT_ENV, f"{at[0]},{at[1]},INT")
-        return cli.main(train_args(output, method, epochs))
+    """Run until SIGINT at `at` = (epoch, batch); returns the exit status.
+
+    SIGINT raises KeyboardInterrupt (Ctrl-C) for the run even where the test process
+    started with it ignored, as a background job of a shell without job control does
+    (`nohup ... &`); the handler the process had is restored afterwards.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with monkeypatch.context() as patch:
+            patch.setenv(INTERRUPT_ENV, f"{at[0]},{at[1]},INT")
+            return cli.main(train_args(output, method, epochs))
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class TestResumeIsExact:
