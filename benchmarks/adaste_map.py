@@ -41,8 +41,6 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-# `vgg_small`'s first convolution has 128 filters at width 1; `--widths` names that count.
-VGG_SMALL_FIRST = 128
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_RESULTS = os.path.join(HERE, "results", "adaste_map.json")
 
@@ -187,9 +185,14 @@ def _model(run):
     return run.get("model", "mlp")
 
 
+def _batch_size(run):
+    """The run's batch size (128 for every run before it was recorded)."""
+    return run.get("batch_size", 128)
+
+
 def _key(run):
     return (run["dataset"], _model(run), run["width"], run["depth"], run["epochs"],
-            run["method"], run["seed"], run.get("batch_size", 128))
+            run["method"], run["seed"], _batch_size(run))
 
 
 def read_runs(path):
@@ -229,8 +232,9 @@ def build_model(keras_bilevel, model, input_shape, width, depth, classes, recipe
                   kernel_initializer=recipe.kernel_initializer,
                   kernel_constraint=recipe.kernel_constraint)
     if model == "vgg_small":
+        from keras_bilevel._architectures import VGG_SMALL_CONVS  # (128, 128, "M", ...)
         return keras_bilevel.models.vgg_small(input_shape, classes=classes,
-                                              width=width / VGG_SMALL_FIRST, **kernel)
+                                              width=width / VGG_SMALL_CONVS[0], **kernel)
     return keras_bilevel.models.binary_mlp(input_shape, width, depth=depth,
                                            classes=classes, **kernel)
 
@@ -282,8 +286,10 @@ def sweep(args):
         for epochs in args.epochs:
             for width in args.widths:
                 for method in args.methods:
-                    key = (args.dataset, args.model, width, depth, epochs, method, seed,
-                           args.batch_size)
+                    key = _key({"dataset": args.dataset, "model": args.model,
+                                "width": width, "depth": depth, "epochs": epochs,
+                                "method": method, "seed": seed,
+                                "batch_size": args.batch_size})
                     if key in done:
                         continue
                     if args.stop_at and time.time() > args.stop_at:
@@ -307,7 +313,7 @@ def cells(runs):
     vgg_small, batch 32")."""
     table = {}
     for run in runs:
-        batch = run.get("batch_size", 128)
+        batch = _batch_size(run)
         data = ", ".join([run["dataset"]] + ([_model(run)] if _model(run) != "mlp" else [])
                          + ([f"batch {batch}"] if batch != 128 else []))
         cell = table.setdefault((data, run["width"], run["epochs"]), {})
