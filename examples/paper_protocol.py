@@ -69,7 +69,8 @@ def _keras3(dataset, args):
     train = dict(x=splits.train_epochs(0, args.epochs), shuffle=False,
                  steps_per_epoch=args.steps_per_epoch or splits.steps_per_epoch,
                  validation_batch_size=args.batch_size)
-    return (keras, models, recipes, splits, commands.default_jit(args.jit), train,
+    jit = commands.default_jit(args.jit, steps=args.epochs * train["steps_per_epoch"])
+    return (keras, models, recipes, splits, jit, train,
             dict(x=x_test, y=y_test, batch_size=args.batch_size))
 
 

@@ -31,7 +31,7 @@ CONSTANTS = ("VARIANTS", "EXACT_BINARIZER_RTOL", "REFERENCE_EXACT_THETA_EPS")
 FORMULAS = ("sign", "is_exact_binarizer", "inner_solution", "backward_scale",
             "adaste_gradient")
 __all__ = [*CONSTANTS, *FORMULAS, "CONSTANTS", "FORMULAS", "make_ops", "bind",
-           "division_free_reciprocal"]
+           "division_free_reciprocal", "latent_momentum_update"]
 
 # The operations a tensor library provides under these names itself (TensorFlow and
 # keras.ops both do); `make_ops` takes them from the library.
@@ -219,6 +219,31 @@ def adaste_gradient(ops, theta, g, mu, g_total=None, **kwargs):
     dtype = ops.dtype(g)
     scale = backward_scale(ops, theta, g if g_total is None else g_total, mu, **kwargs)
     return ops.cast(scale * ops.f32(g), dtype)
+
+
+def latent_momentum_update(theta, moment, gradient, momentum, step_size,
+                           gradient_scale=1.0, latent_decay=1.0):
+    r"""One step of LatentMomentum on a binary layer's latent weights (section 5 of
+    `shared/adaste-math.md`); returns `(theta, moment)` after the step.
+
+    \[
+    m \leftarrow b\,m + (1 - b)\,(s\,g + \lambda\,\theta), \qquad
+    \theta \leftarrow \theta - \eta_t\,\frac{m}{1 - b^t}
+    \]
+
+    with `step_size` \(= \eta_t / (1 - b^t)\) (a scalar the optimizer computes), b =
+    `momentum`, s = `gradient_scale`, \(\lambda\) = `latent_decay`. Plain arithmetic on
+    tensors of one dtype, so it needs no `ops`: the optimizers of both front ends call it,
+    and `keras_bilevel.keras3.torch_kernels` fuses it into one pass.
+
+    !!! example
+        ```python
+        latent_momentum_update(theta, m, g, 0.9, 1e-3 / (1 - 0.9 ** t))
+        ```
+    """
+    target = gradient_scale * gradient + latent_decay * theta
+    moment = momentum * moment + (1.0 - momentum) * target
+    return theta - step_size * moment, moment
 
 
 def division_free_reciprocal(ops, x):

@@ -16,6 +16,8 @@ import importlib.util
 import os
 import sys
 
+from keras_bilevel import _cpu_defaults, _stacks
+
 _ALREADY_KERAS3 = (
     "keras_bilevel needs Keras 2 (the `tf-keras` package), as Larq does, but `tf.keras` "
     "was already bound to Keras 3 ({where}) before keras_bilevel was imported. Fix: "
@@ -23,6 +25,8 @@ _ALREADY_KERAS3 = (
     "`tf.keras`, for example put `import keras_bilevel` first, or run "
     "`TF_USE_LEGACY_KERAS=1 python ...`."
 )
+_KERAS3_INSTEAD = ("; for Keras 3 on JAX, PyTorch or TensorFlow, import "
+                   "keras_bilevel.keras3 instead")
 _NO_TF_KERAS = (
     "keras_bilevel needs Keras 2 from the `tf-keras` package, which is not installed or "
     "does not match TensorFlow {tf_version}. Fix: `pip install \"tf-keras=={minor}.*\"`."
@@ -76,7 +80,11 @@ def ensure_keras2():
     """
     if _done:
         return
+    if _stacks.missing_modules("larq"):
+        raise ImportError(_stacks.missing_message(
+            "larq", what="keras_bilevel (the Larq front end, Keras 2)") + _KERAS3_INSTEAD)
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    _cpu_defaults.prefer_onednn()
     bound = _keras3_modules()
     if bound:
         where = f"module {bound[0]} was imported from Keras 3"

@@ -199,6 +199,9 @@ def announce(args, done, jit):
     """The line that starts a run."""
     start = f"Resuming at epoch {done + 1} of" if done else "Training for"
     backend = "" if args.backend == "larq" else f" on {args.backend}"
+    note = getattr(args, "backend_note", None)
+    if note:
+        backend += f" ({note})"
     print(f"{start} {args.epochs} epochs: {args.model} on {args.dataset} with "
           f"{args.method}{backend} (batch {args.batch_size}, XLA {'on' if jit else 'off'}); "
           f"output: {args.output}")

@@ -28,6 +28,7 @@ import tempfile
 import warnings
 import zipfile
 
+from keras_bilevel import _cpu_defaults, _stacks
 from keras_bilevel._run_files import default_output
 
 __all__ = ["main"]
@@ -40,7 +41,7 @@ DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100")
 METHODS = ("adaste", "adaste-reference", "bop", "full-precision", "ste")
 # "larq": Larq on Keras 2 (keras_bilevel.commands); the others: Keras 3 on that backend
 # (keras_bilevel.keras3.commands), where Larq's Bop does not exist.
-BACKENDS = ("larq", "jax", "tensorflow", "torch")
+BACKENDS = _stacks.BACKENDS
 LARQ_ONLY_METHODS = ("bop",)
 # The backend a Keras 3 file is evaluated / exported on when --backend is not given.
 KERAS3_DEFAULT_BACKEND = {"evaluate": "jax", "export": "tensorflow"}
@@ -77,9 +78,10 @@ def build_parser():
 
     train = commands.add_parser("train", parents=[common],
                                 help="train a binary network and save it")
-    train.add_argument("--backend", default="larq", choices=BACKENDS,
-                       help="larq (default): Larq on Keras 2; jax, tensorflow, torch: "
-                            "Keras 3 on that backend")
+    train.add_argument("--backend", default=None, choices=BACKENDS,
+                       help="larq: Larq on Keras 2; jax, tensorflow, torch: Keras 3 on "
+                            "that backend (default: larq where it is installed, else the "
+                            "installed Keras 3 backend)")
     train.add_argument("--dataset", default="digits", choices=DATASETS)
     train.add_argument("--model", default="mlp", choices=MODELS)
     train.add_argument("--method", default="adaste", choices=METHODS)
@@ -89,8 +91,9 @@ def build_parser():
                        help="width of the MLP's hidden layers (default 1024)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None,
-                       help="compile the training step (default: on GPU only; always on "
-                            "JAX; never on torch, where it means torch.compile)")
+                       help="compile the training step (default: XLA on GPU only for "
+                            "larq and tensorflow; always on JAX; torch.compile on torch, "
+                            "falling back to eager if it fails)")
     train.add_argument("--data-dir", default=None, help="tensorflow-datasets data_dir")
     train.add_argument("--download", action="store_true",
                        help="let tensorflow-datasets download missing data")
@@ -210,6 +213,7 @@ def _native_stderr_held_back():
 def _import_commands(backend, verbose):
     """The commands of `backend`'s front end, imported with TensorFlow's C++ log level
     set (quiet) and, for Keras 3, `KERAS_BACKEND`."""
+    _cpu_defaults.prefer_onednn()  # TensorFlow reads it when it loads
     if backend == "larq":
         name = "keras_bilevel.commands"
     else:
@@ -256,20 +260,48 @@ def _python_logs_quiet(verbose):
                 logger.setLevel(level)
 
 
+_NOTHING_INSTALLED = (
+    "no front end is installed (neither the Larq stack nor Keras 3 with JAX, PyTorch or "
+    "TensorFlow): " + " or ".join(_stacks.install_hint(extra)
+                                  for extra in ("larq", "jax", "torch", "tensorflow")))
+
+
+def _default_train_backend(args):
+    """The backend `train` uses without --backend; says why in `args.backend_note`."""
+    backend = _stacks.default_backend()
+    if backend is None:
+        raise UsageError(_NOTHING_INSTALLED)
+    if backend != "larq":
+        args.backend_note = "the Larq stack is not installed"
+    return backend
+
+
+def _default_keras3_backend(command):
+    """The backend a Keras 3 file is evaluated or exported on without --backend: the
+    command's usual one where it is installed, else an installed Keras 3 backend."""
+    preferred = KERAS3_DEFAULT_BACKEND[command]
+    installed = _stacks.installed_backends()
+    if preferred in installed:
+        return preferred
+    return next((b for b in _stacks.KERAS3_BACKENDS if b in installed), preferred)
+
+
 def _check_backend(args):
-    """Fill in `args.backend` for evaluate/export (from the file) and refuse what a
-    backend cannot do; one line each."""
+    """Fill in `args.backend` (for train: the installed stack; for evaluate/export: from
+    the file) and refuse what a backend cannot do or what is not installed; one line
+    each."""
     if args.command == "train":
+        if args.backend is None:
+            args.backend = _default_train_backend(args)
         if args.backend != "larq" and args.method in LARQ_ONLY_METHODS:
             raise UsageError(f"--method {args.method} is Larq-only (Larq's Bop optimizer): "
                              f"use --backend larq, or another method with --backend "
                              f"{args.backend} ({', '.join(m for m in METHODS if m != 'bop')})")
-        return
-    if keras_major_version(args.model_path) == 3:
+    elif keras_major_version(args.model_path) == 3:
         if args.backend == "larq":
             raise UsageError(f"{args.model_path} is a Keras 3 file: use --backend jax, "
                              "tensorflow or torch (or leave --backend out)")
-        args.backend = args.backend or KERAS3_DEFAULT_BACKEND[args.command]
+        args.backend = args.backend or _default_keras3_backend(args.command)
         if args.command == "export" and args.format == "lce":
             raise UsageError(f"--format lce needs a Larq (Keras 2) model, and "
                              f"{args.model_path} is a Keras 3 file: use --format tflite "
@@ -279,6 +311,8 @@ def _check_backend(args):
                          "(or leave --backend out)")
     else:
         args.backend = "larq"
+    if _stacks.missing_modules(args.backend):
+        raise UsageError(_stacks.missing_message(args.backend))
 
 
 def _export_path(args):

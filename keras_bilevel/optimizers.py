@@ -13,6 +13,7 @@ import logging
 
 import tensorflow as tf
 
+from keras_bilevel import _formulas
 from keras_bilevel._arguments import check_latent_momentum
 from keras_bilevel._docs import LATENT_MOMENTUM_UPDATE, fill
 
@@ -163,10 +164,12 @@ class LatentMomentum(tf.keras.optimizers.Optimizer):
         lr = tf.cast(self.learning_rate, dtype)
         # t counts the updates applied so far, this one included (skipped steps excluded).
         t = tf.cast(self.iterations - self._skipped_steps + 1, dtype)
-        target = self.gradient_scale * tf.convert_to_tensor(gradient, dtype)
-        target += self.latent_decay * tf.convert_to_tensor(variable)
-        m.assign(b * m + (1.0 - b) * target)
-        variable.assign_sub(lr * m / (1.0 - tf.pow(b, t)))
+        theta, moment = _formulas.latent_momentum_update(
+            tf.convert_to_tensor(variable), tf.convert_to_tensor(m),
+            tf.convert_to_tensor(gradient, dtype), b, lr / (1.0 - tf.pow(b, t)),
+            self.gradient_scale, self.latent_decay)
+        m.assign(moment)
+        variable.assign(theta)
 
     def get_config(self):
         return {

@@ -308,3 +308,48 @@ def test_gpu_throughput_keras3_smoke_without_tensorflow(backend, extra, tmp_path
     assert result["images_per_second"] > 0 and result["ste_sign_images_per_second"] > 0
     assert result["peak_bytes"] is None and result["memory_ratio_vs_ste_sign"] is None
     assert (tmp_path / f"{name}.png").stat().st_size > 1000
+
+
+# A stand-in for a checkout of the public PyTorch AdaSTE code, with the interface the
+# benchmark uses (`models.MLPBinaryConnect`, `models.VGG16`, `optimizers.FenBPOpt.FenBPOpt`
+# whose `step(closure)` returns the loss and predictions): plain SGD on sign weights.
+STAND_IN_MODELS = '''
+import torch
+class MLPBinaryConnect(torch.nn.Sequential):
+    def __init__(self, in_features, out_features, num_units=2048, **kwargs):
+        super().__init__(torch.nn.Linear(in_features, num_units), torch.nn.ReLU(),
+                         torch.nn.Linear(num_units, out_features))
+VGG16 = None
+'''
+STAND_IN_OPTIMIZER = '''
+import torch
+class FenBPOpt(torch.optim.SGD):
+    def __init__(self, model, train_set_size, lr=1e-4, **kwargs):
+        super().__init__(model.parameters(), lr=lr)
+    def step(self, closure):
+        loss, output = closure()
+        loss.backward()
+        super().step()
+        return loss, [output]
+'''
+
+
+def test_reference_speed_benchmark_smoke(tmp_path):
+    checkout = tmp_path / "AdaSTE"
+    (checkout / "models").mkdir(parents=True)
+    (checkout / "optimizers").mkdir()
+    (checkout / "models" / "__init__.py").write_text(STAND_IN_MODELS)
+    (checkout / "optimizers" / "__init__.py").write_text("")
+    (checkout / "optimizers" / "FenBPOpt.py").write_text(STAND_IN_OPTIMIZER)
+    benchmark = _load("benchmarks/reference_speed.py")
+    benchmark.main(["--smoke", "--reference", str(checkout), "--output", str(tmp_path)])
+    saved = json.loads((tmp_path / "reference_speed_smoke.json").read_text())
+    runs = saved["models"]["mlp"]
+    assert set(runs) == {"reference", "larq", "jax"} and saved["mlp_hidden"] == 64
+    for name, entry in runs.items():
+        assert len(entry["seconds_per_step"]) == 2 and entry["median_seconds"] > 0
+        assert entry["speedup_vs_reference"] > 0
+    assert saved["cpu"]["model"] and "vector_flags" in saved["cpu"]
+    assert (tmp_path / "reference_speed_smoke.png").stat().st_size > 1000
+    with pytest.raises(SystemExit):  # a folder that is no checkout is refused
+        benchmark.main(["--reference", str(tmp_path), "--output", str(tmp_path)])

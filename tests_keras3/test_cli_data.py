@@ -1,5 +1,7 @@
 """`keras_bilevel.keras3.data`: the NumPy splits and batches of the Keras 3 command line."""
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -55,6 +57,10 @@ class TestDigits:
             data.load("digits", batch_size=0)
 
     def test_missing_tfds_data_is_one_clear_error(self, tmp_path):
+        if importlib.util.find_spec("tensorflow_datasets") is None:  # a .[jax] install
+            with pytest.raises(ImportError, match=r"keras-bilevel\[tfds\]"):
+                data.load("mnist", data_dir=str(tmp_path))
+            return
         with pytest.raises(data.DatasetNotFoundError, match="--download"):
             data.load("mnist", data_dir=str(tmp_path))
 

@@ -11,7 +11,11 @@ import os
 import keras
 import numpy as np
 import pytest
-from ai_edge_litert.interpreter import Interpreter
+
+# Exporting needs the [tensorflow] extra (TensorFlow's converter, LiteRT); the [jax]
+# install's refusal of it is tested in tests_install/.
+pytest.importorskip("tensorflow", reason="exporting needs keras-bilevel[tensorflow]")
+from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
 from keras_bilevel.export import ExportError, ExportReport
 from keras_bilevel.keras3 import export, layers, models, quantizers

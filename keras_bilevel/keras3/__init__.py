@@ -3,7 +3,9 @@
 The Keras 3 front end of the package. It imports neither TensorFlow (unless it is the
 Keras backend) nor Larq, and leaves `TF_USE_LEGACY_KERAS` alone; the AdaSTE formulas are
 the same as the Larq front end's (`keras_bilevel._formulas`). Choose the backend as Keras
-does, with `KERAS_BACKEND` before the first `import keras`.
+does, with `KERAS_BACKEND` before the first `import keras`; where neither it nor
+keras.json names one and TensorFlow (Keras' default) is not installed, importing this
+package before Keras picks the installed backend (JAX, else PyTorch).
 
 !!! example
     ```python
@@ -13,10 +15,15 @@ does, with `KERAS_BACKEND` before the first `import keras`.
     ```
 """
 
-from keras_bilevel.keras3 import constraints, layers, math, quantizers
-from keras_bilevel.keras3 import callbacks, initializers, optimizers, recipes
-from keras_bilevel.keras3 import export, models  # export: TensorFlow only when used
-from keras_bilevel.keras3.quantizers import AdaSTE, SteSign
+from keras_bilevel import _cpu_defaults, _stacks
+
+_cpu_defaults.prefer_onednn()  # before Keras loads TensorFlow (as backend, or for data)
+_stacks.choose_keras_backend()  # a JAX- or PyTorch-only install needs no KERAS_BACKEND
+
+from keras_bilevel.keras3 import constraints, layers, math, quantizers  # noqa: E402
+from keras_bilevel.keras3 import callbacks, initializers, optimizers, recipes  # noqa: E402
+from keras_bilevel.keras3 import export, models  # noqa: E402  (export: TF only when used)
+from keras_bilevel.keras3.quantizers import AdaSTE, SteSign  # noqa: E402
 
 __all__ = [
     "AdaSTE",

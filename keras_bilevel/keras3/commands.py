@@ -14,21 +14,63 @@ from keras_bilevel._run_files import RUN_ARGUMENTS, announce, build_model, run_m
 from keras_bilevel.keras3 import data, methods, models
 from keras_bilevel.keras3.runs import RunDirectory
 
-__all__ = ["default_jit", "evaluate", "export", "train"]
+__all__ = ["CPU_CONVOLUTION_NOTE", "TORCH_COMPILE_MIN_STEPS", "default_jit",
+           "has_convolutions", "evaluate", "export", "train"]
+
+# PyTorch runs at least this long are compiled by default (see `default_jit`).
+TORCH_COMPILE_MIN_STEPS = 10_000
+# What `benchmarks/reference_speed.py` measured for VGG-16 on JAX on a CPU (BENCHMARKS.md,
+# "Against the public PyTorch code").
+CPU_CONVOLUTION_NOTE = ("a VGG-16 step measured 6.7x as long as on --backend larq and 4.7x "
+                        "as long as on --backend torch, on a 2-core Intel Xeon")
 
 
-def default_jit(requested=None):
+def has_convolutions(model):
+    """Whether `model` has a convolution layer (of Keras or of `keras3.layers`)."""
+    return any("Conv" in type(layer).__name__ for layer in model._flatten_layers())
+
+
+def default_jit(requested=None, steps=None, model=None):
     """`jit_compile` for this backend: `requested` if given, else on for JAX (its way of
-    running a step), on a GPU only for TensorFlow (XLA on CPU is slow for convolutions),
-    off for PyTorch (where it means `torch.compile`)."""
+    running a step); for TensorFlow on a GPU, and on a CPU for a `model` without
+    convolutions (XLA on a CPU is slow for convolutions, and 2.4x faster than TensorFlow's
+    graph for the paper's MLP); on PyTorch (`torch.compile`) for runs of at least
+    `TORCH_COMPILE_MIN_STEPS` training `steps`: compiling costs 20 to 60 s once per
+    process, and with the fused AdaSTE kernels an eager step is within 10% of a compiled
+    one on the 1024-wide MLP with Adam. `train` falls back to eager if compiling fails."""
     if requested is not None:
         return requested
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return bool(tf.config.list_physical_devices("GPU"))
-    return backend == "jax"
+        if tf.config.list_physical_devices("GPU"):
+            return True
+        return model is not None and not has_convolutions(model)
+    if backend == "torch":
+        return steps is not None and steps >= TORCH_COMPILE_MIN_STEPS
+    return True  # jax
+
+
+def _is_torch_compile_error(error):
+    """Whether `error` (or what caused it) was raised by torch.compile's Dynamo/Inductor."""
+    while error is not None:
+        if type(error).__module__.startswith(("torch._dynamo", "torch._inductor")):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _slow_convolutions_note(args):
+    """One line for JAX on a CPU with a convolutional model, else None."""
+    if keras.backend.backend() != "jax" or args.model == "mlp":
+        return None
+    import jax
+
+    if jax.default_backend() != "cpu":
+        return None
+    return (f"Note: JAX runs convolutions slowly on a CPU ({args.model}: "
+            f"{CPU_CONVOLUTION_NOTE}); --backend larq or --backend torch is faster here")
 
 
 def _loss():
@@ -40,29 +82,59 @@ def _load_data(args, batch_size):
                      data_dir=args.data_dir, download=args.download)
 
 
-def train(args):
-    """Train, checkpointing every epoch into `args.output`; with `args.resume`, continue
-    the interrupted run there. Writes history.csv, model.keras, metrics.json, curves.png."""
+def _build(args, splits, run, jit=None):
+    """The seeded model and recipe, compiled (`jit`, or the backend's default for this
+    model and run), restored from the run's last checkpoint; returns
+    `(model, recipe, jit, epochs done)`."""
     keras.utils.set_random_seed(args.seed)
-    splits = _load_data(args, args.batch_size)
     recipe = methods.make(args.method, splits.num_train, args.epochs, splits.steps_per_epoch,
                           batch_size=args.batch_size)
     model = build_model(models, args, splits, recipe)
-    jit = default_jit(args.jit)
+    if jit is None:
+        jit = default_jit(args.jit, steps=args.epochs * splits.steps_per_epoch, model=model)
     model.compile(recipe.optimizer, _loss(), metrics=["accuracy"], jit_compile=jit)
-    run = RunDirectory(args.output)  # written from here on, once the data is there
-    run.prepare({name: getattr(args, name) for name in RUN_ARGUMENTS}, resume=args.resume)
-    done = run.restore(model, args.epochs)
+    return model, recipe, jit, run.restore(model, args.epochs)
 
+
+def _fit(model, recipe, args, splits, run, done):
     callbacks = list(recipe.callbacks) + run.callbacks(done)
     if args.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(f"{args.output}/tensorboard"))
-    announce(args, done, jit)
     if done < args.epochs:
         model.fit(splits.train_epochs(done, args.epochs), initial_epoch=done,
                   epochs=args.epochs, steps_per_epoch=splits.steps_per_epoch,
                   validation_data=splits.validation, validation_batch_size=args.batch_size,
                   callbacks=callbacks, shuffle=False, verbose=1)  # shuffled by epoch
+
+
+def train(args):
+    """Train, checkpointing every epoch into `args.output`; with `args.resume`, continue
+    the interrupted run there. Writes history.csv, model.keras, metrics.json, curves.png.
+
+    On PyTorch with the default `--jit`, a step that torch.compile cannot compile is
+    reported in one line and the run starts again from its last checkpoint (or from the
+    start), eagerly: the same model, weights and batches as a run with `--no-jit`."""
+    keras.utils.set_random_seed(args.seed)
+    splits = _load_data(args, args.batch_size)
+    run = RunDirectory(args.output)  # written from here on, once the data is there
+    run.prepare({name: getattr(args, name) for name in RUN_ARGUMENTS}, resume=args.resume)
+    model, recipe, jit, done = _build(args, splits, run)
+    announce(args, done, jit)
+    note = _slow_convolutions_note(args)
+    if note:
+        print(note)
+    try:
+        _fit(model, recipe, args, splits, run, done)
+    except Exception as error:
+        fallback = (args.jit is None and jit and keras.backend.backend() == "torch"
+                    and _is_torch_compile_error(error))
+        if not fallback:
+            raise
+        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+        print(f"torch.compile could not compile the training step ({type(error).__name__}: "
+              f"{first}); training eagerly instead (--no-jit)")
+        model, recipe, jit, done = _build(args, splits, run, jit=False)
+        _fit(model, recipe, args, splits, run, done)
     print("Evaluating the binary network on the test set")
     test_loss, test_accuracy = model.evaluate(*splits.test, batch_size=args.batch_size,
                                               verbose=1)
@@ -79,7 +151,7 @@ def _load_model(path):
 def evaluate(args):
     """Test accuracy and loss of the saved Keras 3 model `args.model_path`."""
     model = _load_model(args.model_path)
-    model.compile(loss=_loss(), metrics=["accuracy"], jit_compile=default_jit())
+    model.compile(loss=_loss(), metrics=["accuracy"], jit_compile=default_jit(model=model))
     splits = _load_data(args, args.batch_size)
     loss, accuracy = model.evaluate(*splits.test, batch_size=args.batch_size, verbose=1)
     print(f"{args.model_path} on {args.dataset} test set: accuracy {accuracy:.4f}, "

@@ -183,9 +183,9 @@ def _tfds_arrays(name, data_dir, download):
     try:
         import tensorflow_datasets as tfds
     except ImportError as error:
-        raise ImportError(f"The {name} data set is read through tensorflow-datasets: "
-                          "`pip install tensorflow-datasets` (or use the digits, which "
-                          "need none).") from error
+        raise ImportError(f"The {name} data set is read through tensorflow-datasets, which "
+                          "is not installed: pip install \"keras-bilevel[tfds]\" (or use "
+                          "the digits, which need none)") from error
     data_dir = None if data_dir is None else os.fspath(os.path.expanduser(data_dir))
     builder = tfds.builder(name, data_dir=data_dir)
     info_file = os.path.join(builder.data_dir, "dataset_info.json")

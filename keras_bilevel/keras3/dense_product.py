@@ -82,7 +82,9 @@ def dense_product(x, kernel):
         dense_product(keras.ops.ones((2, 3)), keras.ops.ones((3, 4)))  # all 3.0, (2, 4)
         ```
     """
-    if not uses_transposed_backward() or len(kernel.shape) != 2:
+    # The backend first: torch.compile's Dynamo warns about traced lru_cache functions.
+    if (keras.backend.backend() != "jax" or not uses_transposed_backward()
+            or len(kernel.shape) != 2):
         return ops.matmul(x, kernel)
     product = _jax_product_with_transposed_backward()
     if len(x.shape) == 2:

@@ -48,6 +48,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_bilevel import _stacks
 from keras_bilevel.export.report import ExportError
 from keras_bilevel.keras3 import layers as quant_layers
 from keras_bilevel.keras3 import quantizers
@@ -206,6 +207,21 @@ def _check_arguments(model, weights):
     return shape
 
 
+# What writing and checking a TFLite file needs, whatever the backend of the model.
+_CONVERTER_MODULES = ("tensorflow", "ai_edge_litert")
+
+
+def _require_converter():
+    """Raise ImportError, one line naming the extra, unless TensorFlow (the converter) and
+    LiteRT (the interpreter that checks the file) are installed."""
+    missing = [name for name in _CONVERTER_MODULES if not _stacks.is_installed(name)]
+    if missing:
+        raise ImportError(
+            f"exporting a Keras 3 model to TFLite needs TensorFlow's converter and LiteRT's "
+            f"interpreter ({', '.join(missing)} not installed): "
+            f"{_stacks.install_hint('tensorflow')}")
+
+
 def to_tflite(
     model,
     path,
@@ -249,6 +265,7 @@ def to_tflite(
         RuntimeError: the TensorFlow subprocess failed (its error output is included).
     """
     input_shape = _check_arguments(model, weights)
+    _require_converter()
     from keras_bilevel.export import check  # no Larq, no tf.keras
 
     tolerance = check.DEFAULT_TOLERANCE if tolerance is None else tolerance

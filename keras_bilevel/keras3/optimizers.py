@@ -11,6 +11,7 @@ Larq.
 import keras
 from keras import ops
 
+from keras_bilevel import _formulas
 from keras_bilevel._arguments import check_latent_momentum
 from keras_bilevel._docs import LATENT_MOMENTUM_UPDATE, fill
 from keras_bilevel.keras3.distribution import replica_sum
@@ -172,10 +173,18 @@ class LatentMomentum(keras.optimizers.Optimizer):
                                ops.convert_to_tensor(self._skipped_steps))
         t = ops.cast(applied + 1, dtype)
         theta = ops.convert_to_tensor(variable)
-        target = (self.gradient_scale * ops.cast(gradient, dtype)
-                  + self.latent_decay * theta)
-        new_m = b * m + (1.0 - b) * target
-        new_theta = theta - ops.cast(learning_rate, dtype) * new_m / (1.0 - ops.power(b, t))
+        step_size = ops.cast(learning_rate, dtype) / (1.0 - ops.power(b, t))
+        arguments = (theta, m, ops.cast(gradient, dtype), b, step_size,
+                     self.gradient_scale, self.latent_decay)
+        if variable.constraint is None and keras.backend.backend() == "torch":
+            # One fused pass, the finite test included (keras3/torch_kernels.py).
+            from keras_bilevel.keras3 import torch_kernels
+
+            new_theta, new_m = torch_kernels.latent_momentum_step(*arguments, finite)
+            self.assign(moment, new_m)
+            self.assign(variable, new_theta)
+            return
+        new_theta, new_m = _formulas.latent_momentum_update(*arguments)
         if variable.constraint is not None:
             new_theta = variable.constraint(new_theta)
         self.assign(moment, ops.where(finite, new_m, m))

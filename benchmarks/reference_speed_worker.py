@@ -1,0 +1,186 @@
+"""Worker of `reference_speed.py`: one training-step configuration, timed on request.
+
+Builds one configuration (`--config`) of one network (`--model mlp|vgg16`) with the
+paper's recipe, prints `ready`, then answers every line `time STEPS` with one JSON line
+`{"seconds_per_step": ...}` and ends on `quit` (the protocol of
+`keras3_step_worker.serve`). The backend and the CPU settings come from the environment
+the parent gives it (`KERAS_BACKEND`, `TF_ENABLE_ONEDNN_OPTS`), as Keras and TensorFlow
+read them once per process.
+
+Configurations:
+- `reference`: the public PyTorch AdaSTE code (`optimizers/FenBPOpt.py` and the models
+  of `models/models.py` of a checkout given by `--reference`, imported from there, never
+  copied): `FenBPOpt.step(closure)` as its training loop calls it;
+- `larq`, `larq-xla`: `keras_bilevel` (Larq) with `recipes.make("adaste-reference")`,
+  XLA off (the CPU default) or on;
+- `keras3-default`, `keras3-jit`, `keras3-eager`: `keras_bilevel.keras3` on the
+  backend of `KERAS_BACKEND`, `jit_compile` as `keras-bilevel train` chooses it for the
+  paper's 500-epoch run (`keras3.commands.default_jit`), on (torch.compile on PyTorch)
+  or off.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+# The networks of the comparison: the reference's MNIST MLP (784-2048x3-10, batch 100)
+# and its CIFAR VGG-16 (batch 128), with the paper's data set sizes.
+MODELS = {
+    "mlp": dict(input_shape=(784,), batch=100, train_size=60_000),
+    "vgg16": dict(input_shape=(32, 32, 3), batch=128, train_size=50_000),
+}
+EPOCHS = 500  # the paper's protocol; sets the recipe's schedules, not the timing
+HIDDEN = 2048  # the MLP's width (`--hidden`, smaller for the smoke run)
+
+
+def _batch(model_name, seed=0):
+    spec = MODELS[model_name]
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((spec["batch"], *spec["input_shape"])).astype(np.float32)
+    return x, rng.integers(0, 10, spec["batch"]).astype(np.int64)
+
+
+def reference_step(model_name, checkout, hidden=HIDDEN):
+    """One FenBPOpt step of the reference code on a fixed batch."""
+    import torch
+
+    sys.path.insert(0, checkout)
+    import models as reference_models  # the checkout's package
+    from optimizers.FenBPOpt import FenBPOpt
+
+    torch.manual_seed(0)
+    if model_name == "mlp":
+        model = reference_models.MLPBinaryConnect(784, 10, num_units=hidden)
+    else:
+        model = reference_models.VGG16(3, 10)
+    spec = MODELS[model_name]
+    # The reference's defaults for the AdaSTE runs (main.py and its scripts).
+    optimizer = FenBPOpt(model, train_set_size=spec["train_size"], lr=1e-4, betas=0.0,
+                         delta=1e-6, use_STE=False, fenbp_beta=0.01, fenbp_alpha=0.01)
+    x, y = (torch.as_tensor(a) for a in _batch(model_name))
+    if x.ndim == 4:  # PyTorch's convolutions take NCHW
+        x = x.permute(0, 3, 1, 2).contiguous()
+    criterion = torch.nn.CrossEntropyLoss()
+    model.train()
+
+    def closure():
+        optimizer.zero_grad()
+        output = model.forward(x)
+        return criterion(output, y), output
+
+    def step():
+        loss, _ = optimizer.step(closure)
+        return {"loss": loss}
+
+    return step
+
+
+def _steps_per_epoch(model_name):
+    spec = MODELS[model_name]
+    return -(-spec["train_size"] // spec["batch"])
+
+
+def larq_step(model_name, jit, hidden=HIDDEN):
+    """One compiled training step of the Larq path with the paper's recipe."""
+    import keras_bilevel  # Keras 2 mode first
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(0)
+    spec = MODELS[model_name]
+    recipe = keras_bilevel.recipes.make("adaste-reference", spec["train_size"], EPOCHS,
+                                        _steps_per_epoch(model_name), batch_size=spec["batch"])
+    model = _build(keras_bilevel.models, model_name, recipe, hidden)
+    model.compile(recipe.optimizer,
+                  tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=jit)
+    x, y = _batch(model_name)
+    iterator = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
+    train = model.make_train_function()
+    return lambda: train(iterator)
+
+
+def keras3_step(model_name, jit, hidden=HIDDEN):
+    """One training step of the Keras 3 front end with the paper's recipe."""
+    import keras
+    from keras3_step_worker import compiled_step
+
+    from keras_bilevel.keras3 import commands, methods, models
+
+    keras.utils.set_random_seed(0)
+    spec = MODELS[model_name]
+    recipe = methods.make("adaste-reference", spec["train_size"], EPOCHS,
+                          _steps_per_epoch(model_name), batch_size=spec["batch"])
+    model = _build(models, model_name, recipe, hidden)
+    if jit is None:  # what `keras-bilevel train` chooses for this run
+        jit = commands.default_jit(None, steps=EPOCHS * _steps_per_epoch(model_name),
+                                   model=model)
+    model.compile(recipe.optimizer,
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=jit)
+    x, y = _batch(model_name)
+    print(f"jit_compile={jit}", file=sys.stderr, flush=True)
+    return compiled_step(model, x, y.astype(np.int32))
+
+
+def _build(models, model_name, recipe, hidden):
+    kwargs = dict(input_shape=MODELS[model_name]["input_shape"], classes=10,
+                  kernel_quantizer=recipe.kernel_quantizer,
+                  kernel_initializer=recipe.kernel_initializer,
+                  kernel_constraint=recipe.kernel_constraint)
+    if model_name == "mlp":
+        return models.binary_mlp(hidden_units=hidden, **kwargs)
+    return models.vgg16(**kwargs)
+
+
+KERAS3_JIT = {"keras3-default": None, "keras3-jit": True, "keras3-eager": False}
+
+
+def make_step(config, model_name, reference=None, hidden=HIDDEN):
+    if config == "reference":
+        return reference_step(model_name, reference, hidden)
+    if config in ("larq", "larq-xla"):
+        return larq_step(model_name, config == "larq-xla", hidden)
+    if config in KERAS3_JIT:
+        return keras3_step(model_name, KERAS3_JIT[config], hidden)
+    raise SystemExit(f"unknown --config {config!r}")
+
+
+def _loss_value(logs):
+    loss = logs["loss"]
+    return float(loss.detach()) if hasattr(loss, "detach") else float(loss)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--model", default="mlp", choices=sorted(MODELS))
+    parser.add_argument("--reference", default=None)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--hidden", type=int, default=HIDDEN)
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    step = make_step(args.config, args.model, args.reference, args.hidden)
+    for _ in range(args.warmup):
+        logs = step()
+    _loss_value(logs)
+    print(f"ready {time.perf_counter() - start:.1f}", flush=True)
+    for line in sys.stdin:
+        command = line.split()
+        if command[:1] == ["quit"]:
+            break
+        count = int(command[1])
+        begin = time.perf_counter()
+        for _ in range(count):
+            logs = step()
+        _loss_value(logs)  # wait for the result
+        print('{"seconds_per_step": %.6f}' % ((time.perf_counter() - begin) / count),
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()

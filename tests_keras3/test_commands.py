@@ -1,0 +1,103 @@
+"""The defaults `keras-bilevel train` chooses on this backend, and its torch.compile fallback."""
+
+import json
+
+import keras
+import pytest
+
+from keras_bilevel import cli
+from keras_bilevel.keras3 import commands, models
+from tests_keras3.conftest import BACKEND
+
+
+def _args(tmp_path, *extra):
+    args = cli.build_parser().parse_args(
+        ["train", "--epochs", "1", "--hidden-units", "16", "--batch-size", "256",
+         "--output", str(tmp_path / "run"), *extra])
+    args.backend = BACKEND
+    return args
+
+
+def test_a_requested_jit_always_wins():
+    assert commands.default_jit(True) is True and commands.default_jit(False) is False
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow's default")
+def test_tensorflow_on_a_cpu_compiles_dense_models_only():
+    assert commands.default_jit(model=models.binary_mlp((8,), 16)) is True
+    assert commands.default_jit(model=models.vgg_small((16, 16, 3))) is False
+    assert commands.default_jit() is False  # no model to look at: no XLA on a CPU
+
+
+def test_has_convolutions():
+    assert not commands.has_convolutions(models.binary_mlp((8,), 16))
+    assert commands.has_convolutions(models.vgg_small((16, 16, 3)))
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="PyTorch's default")
+@pytest.mark.parametrize("steps,expected", [(None, False), (9_999, False), (10_000, True)])
+def test_torch_compiles_long_runs_only(steps, expected):
+    assert commands.TORCH_COMPILE_MIN_STEPS == 10_000
+    assert commands.default_jit(steps=steps) is expected
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="JAX's default")
+def test_jax_always_compiles_and_warns_of_cpu_convolutions(tmp_path):
+    assert commands.default_jit() is True
+    assert commands._slow_convolutions_note(_args(tmp_path)) is None  # the MLP
+    note = commands._slow_convolutions_note(_args(tmp_path, "--model", "vgg16"))
+    assert note.startswith("Note: JAX runs convolutions slowly on a CPU (vgg16: ")
+    assert "--backend larq or --backend torch is faster here" in note
+
+
+def test_no_convolution_note_on_the_other_backends(tmp_path):
+    if BACKEND == "jax":
+        pytest.skip("JAX prints it")
+    assert commands._slow_convolutions_note(_args(tmp_path, "--model", "vgg16")) is None
+
+
+def _compile_error(message):
+    """An exception of the kind torch.compile raises (its class lives in torch._dynamo)."""
+    error_class = type("BackendCompilerFailed", (RuntimeError,), {})
+    error_class.__module__ = "torch._dynamo.exc"
+    return error_class(message)
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="torch.compile")
+def test_a_step_torch_compile_cannot_compile_runs_again_eagerly(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(commands, "TORCH_COMPILE_MIN_STEPS", 1)  # the default compiles
+    real_fit, calls = commands._fit, []
+
+    def fit(model, *rest):
+        calls.append(model.jit_compile)
+        if len(calls) == 1:
+            raise RuntimeError("while compiling") from _compile_error("no C++ compiler")
+        return real_fit(model, *rest)
+
+    monkeypatch.setattr(commands, "_fit", fit)
+    args = _args(tmp_path)
+    metrics = commands.train(args)
+    out = capsys.readouterr().out
+    assert calls == [True, False]
+    assert ("torch.compile could not compile the training step (RuntimeError: while "
+            "compiling); training eagerly instead (--no-jit)") in out
+    assert metrics["config"]["jit"] is False
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["config"]["jit"] is False and len(saved["seconds_per_epoch"]) == 1
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="torch.compile")
+@pytest.mark.parametrize("extra,error", [
+    ((), ValueError("a bad batch")),                    # not a compile error
+    (("--jit",), _compile_error("no C++ compiler")),   # --jit asked for: no fallback
+])
+def test_other_failures_are_not_hidden(tmp_path, monkeypatch, extra, error):
+    monkeypatch.setattr(commands, "TORCH_COMPILE_MIN_STEPS", 1)
+
+    def fit(*args):
+        raise error
+
+    monkeypatch.setattr(commands, "_fit", fit)
+    with pytest.raises(type(error)):
+        commands.train(_args(tmp_path, *extra))
+    assert keras.backend.backend() == "torch"
