@@ -92,10 +92,13 @@ def main(argv=None):
     parser.add_argument("--hidden", type=int, default=1024)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None,
+                        help="jit_compile (default: on for JAX and TensorFlow, off for "
+                             "PyTorch, where it means torch.compile)")
     args = parser.parse_args(argv)
     import keras
 
-    jit = keras.backend.backend() in ("jax", "tensorflow")
+    jit = keras.backend.backend() in ("jax", "tensorflow") if args.jit is None else args.jit
     serve({name: _step_function(name, args.hidden, args.batch, jit) for name in QUANTIZERS},
           args.warmup)
 

@@ -13,7 +13,8 @@ Writes `benchmarks/results/quantizer_step.json` and a plot next to it.
 
 `--model vgg16` times VGG-16 in its CIFAR form at batch 128 instead of the MLP.
 `--keras3` times the Keras 3 front end instead (`benchmarks/results/quantizer_step_keras3.json`):
-the MLP's AdaSTE and `ste_sign` steps on JAX (`jit_compile=True`) and PyTorch (eager),
+the MLP's AdaSTE and `ste_sign` steps on JAX (`jit_compile=True`) and PyTorch (eager,
+and with torch.compile but in `--smoke`),
 and the Larq path's under XLA, one worker process per backend (Keras fixes its backend
 per process; `keras3_step_worker.py`), whose timed blocks this process alternates.
 `--memory` also measures the peak memory of training each model, in a fresh process per
@@ -101,11 +102,14 @@ def measure_pair(name, hidden, batch, jit, blocks, steps, warmup, model_name="ml
 # The Keras 3 comparison: (worker, model) entries timed in every block, and the ratios
 # reported (numerator, denominator, goal or None).
 KERAS3_ENTRIES = [("jax", "ada_ste"), ("jax", "ste_sign"), ("larq", "ada_ste"),
-                  ("larq", "ste_sign"), ("torch", "ada_ste"), ("torch", "ste_sign")]
+                  ("larq", "ste_sign"), ("torch", "ada_ste"), ("torch", "ste_sign"),
+                  ("torch_compile", "ada_ste"), ("torch_compile", "ste_sign")]
 KERAS3_RATIOS = {
     "jax_ada_ste_vs_jax_ste_sign": (("jax", "ada_ste"), ("jax", "ste_sign"), 1.05),
     "jax_ada_ste_vs_larq_ada_ste_xla": (("jax", "ada_ste"), ("larq", "ada_ste"), 1.0),
-    "torch_ada_ste_vs_torch_ste_sign": (("torch", "ada_ste"), ("torch", "ste_sign"), None),
+    "torch_ada_ste_vs_torch_ste_sign": (("torch", "ada_ste"), ("torch", "ste_sign"), 1.2),
+    "torch_compile_ada_ste_vs_torch_compile_ste_sign": (
+        ("torch_compile", "ada_ste"), ("torch_compile", "ste_sign"), 1.05),
     "larq_ada_ste_vs_larq_ste_sign_xla": (("larq", "ada_ste"), ("larq", "ste_sign"), None),
 }
 
@@ -161,25 +165,31 @@ def measure_keras3(args):
                                                         os.environ.get("PYTHONPATH")])))
     workers = {}
     try:
-        for backend in ("jax", "torch"):
-            workers[backend] = _Worker(
-                backend, [sys.executable, os.path.join(here, "keras3_step_worker.py"), *sizes],
-                dict(env, KERAS_BACKEND=backend))
+        # torch.compile takes half a minute to compile even a small MLP: not in the smoke run.
+        kinds = (("jax", "jax", []), ("torch", "torch", []),
+                 *(() if args.smoke else (("torch_compile", "torch", ["--jit"]),)))
+        for name, backend, jit in kinds:
+            workers[name] = _Worker(
+                name, [sys.executable, os.path.join(here, "keras3_step_worker.py"), *sizes,
+                       *jit], dict(env, KERAS_BACKEND=backend))
         workers["larq"] = _Worker("larq", [sys.executable, os.path.abspath(__file__),
                                            "--larq-worker", *sizes], env)
         for worker in workers.values():
             worker.wait_ready()
-        times = {entry: [] for entry in KERAS3_ENTRIES}
+        entries = [entry for entry in KERAS3_ENTRIES if entry[0] in workers]
+        times = {entry: [] for entry in entries}
         for block in range(args.blocks):
-            order = KERAS3_ENTRIES if block % 2 == 0 else KERAS3_ENTRIES[::-1]
+            order = entries if block % 2 == 0 else entries[::-1]
             for worker, model in order:
-                steps = args.torch_steps if worker == "torch" else args.steps
+                steps = args.torch_steps if worker.startswith("torch") else args.steps
                 times[(worker, model)].append(workers[worker].time(model, steps))
     finally:
         for worker in workers.values():
             worker.close()
     results = {}
     for name, (top, bottom, goal) in KERAS3_RATIOS.items():
+        if top not in times:
+            continue
         ratios = np.array(times[top]) / np.array(times[bottom])
         results[name] = {
             "median_step_ms": 1e3 * float(np.median(times[top])),

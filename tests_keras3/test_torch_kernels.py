@@ -43,8 +43,26 @@ def _numpy(x):
 
 
 def test_math_uses_the_fused_kernels_on_torch():
-    for name in torch_kernels.FUSED:
+    for name in ("sign", "inner_solution", "adaste_gradient"):
         assert getattr(ada_math, name).__wrapped__ is getattr(torch_kernels, name)
+
+
+@pytest.mark.parametrize("finite", [True, False])
+def test_the_latent_momentum_step_is_the_update_of_the_specification(finite):
+    rng = np.random.default_rng(1)
+    theta, m, g = (rng.normal(0, s, (64, 32)).astype(np.float32) for s in (3.0, 1e-2, 1e-3))
+    b, lr, t, scale, decay = 0.9, 1e-3, 7, 1e4, 0.5
+    step_size = lr / (1 - b ** t)
+    new_theta, new_m = torch_kernels.latent_momentum_step(
+        *(torch.as_tensor(a) for a in (theta, m, g)), torch.tensor(b), torch.tensor(step_size),
+        scale, decay, torch.tensor(finite))
+    # Section 5 of shared/adaste-math.md, in float64.
+    want_m = b * m.astype(np.float64) + (1 - b) * (scale * g + decay * theta)
+    want_theta = theta - lr * want_m / (1 - b ** t)
+    if not finite:  # the step is skipped
+        want_theta, want_m = theta, m
+    np.testing.assert_allclose(_numpy(new_m), want_m, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(_numpy(new_theta), want_theta, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("variant", ["symmetric", "reference"])
