@@ -117,8 +117,7 @@ def keras3_step(model_name, jit, hidden=HIDDEN):
                           _steps_per_epoch(model_name), batch_size=spec["batch"])
     model = _build(models, model_name, recipe, hidden)
     if jit is None:  # what `keras-bilevel train` chooses for this run
-        jit = commands.default_jit(None, steps=EPOCHS * _steps_per_epoch(model_name),
-                                   model=model)
+        jit = commands.default_jit(None, steps=EPOCHS * _steps_per_epoch(model_name))
     model.compile(recipe.optimizer,
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   jit_compile=jit)

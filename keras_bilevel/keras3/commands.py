@@ -14,39 +14,32 @@ from keras_bilevel._run_files import RUN_ARGUMENTS, announce, build_model, run_m
 from keras_bilevel.keras3 import data, methods, models
 from keras_bilevel.keras3.runs import RunDirectory
 
-__all__ = ["CPU_CONVOLUTION_NOTE", "TORCH_COMPILE_MIN_STEPS", "default_jit",
-           "has_convolutions", "evaluate", "export", "train"]
+__all__ = ["CPU_CONVOLUTION_NOTE", "TORCH_COMPILE_MIN_STEPS", "default_jit", "evaluate",
+           "export", "train"]
 
 # PyTorch runs at least this long are compiled by default (see `default_jit`).
 TORCH_COMPILE_MIN_STEPS = 10_000
 # What `benchmarks/reference_speed.py` measured for VGG-16 on JAX on a CPU (BENCHMARKS.md,
 # "Against the public PyTorch code").
-CPU_CONVOLUTION_NOTE = ("a VGG-16 step measured 6.7x as long as on --backend larq and 4.7x "
+CPU_CONVOLUTION_NOTE = ("a VGG-16 step measured 6.4x as long as on --backend larq and 4.5x "
                         "as long as on --backend torch, on a 2-core Intel Xeon")
 
 
-def has_convolutions(model):
-    """Whether `model` has a convolution layer (of Keras or of `keras3.layers`)."""
-    return any("Conv" in type(layer).__name__ for layer in model._flatten_layers())
-
-
-def default_jit(requested=None, steps=None, model=None):
+def default_jit(requested=None, steps=None):
     """`jit_compile` for this backend: `requested` if given, else on for JAX (its way of
-    running a step); for TensorFlow on a GPU, and on a CPU for a `model` without
-    convolutions (XLA on a CPU is slow for convolutions, and 2.4x faster than TensorFlow's
-    graph for the paper's MLP); on PyTorch (`torch.compile`) for runs of at least
-    `TORCH_COMPILE_MIN_STEPS` training `steps`: compiling costs 20 to 60 s once per
-    process, and with the fused AdaSTE kernels an eager step is within 10% of a compiled
-    one on the 1024-wide MLP with Adam. `train` falls back to eager if compiling fails."""
+    running a step), on a GPU only for TensorFlow (XLA on a CPU is slow for
+    convolutions; for dense models its graph, with the AdaSTE math XLA-compiled, is as
+    fast), and on PyTorch (`torch.compile`) for runs of at least `TORCH_COMPILE_MIN_STEPS`
+    training `steps`: compiling costs 20 to 60 s once per process, and with the fused
+    AdaSTE kernels an eager step is within 10% of a compiled one on the 1024-wide MLP
+    with Adam. `train` falls back to eager if compiling fails."""
     if requested is not None:
         return requested
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
-        if tf.config.list_physical_devices("GPU"):
-            return True
-        return model is not None and not has_convolutions(model)
+        return bool(tf.config.list_physical_devices("GPU"))
     if backend == "torch":
         return steps is not None and steps >= TORCH_COMPILE_MIN_STEPS
     return True  # jax
@@ -84,14 +77,14 @@ def _load_data(args, batch_size):
 
 def _build(args, splits, run, jit=None):
     """The seeded model and recipe, compiled (`jit`, or the backend's default for this
-    model and run), restored from the run's last checkpoint; returns
+    run), restored from the run's last checkpoint; returns
     `(model, recipe, jit, epochs done)`."""
     keras.utils.set_random_seed(args.seed)
     recipe = methods.make(args.method, splits.num_train, args.epochs, splits.steps_per_epoch,
                           batch_size=args.batch_size)
     model = build_model(models, args, splits, recipe)
     if jit is None:
-        jit = default_jit(args.jit, steps=args.epochs * splits.steps_per_epoch, model=model)
+        jit = default_jit(args.jit, steps=args.epochs * splits.steps_per_epoch)
     model.compile(recipe.optimizer, _loss(), metrics=["accuracy"], jit_compile=jit)
     return model, recipe, jit, run.restore(model, args.epochs)
 
@@ -151,7 +144,7 @@ def _load_model(path):
 def evaluate(args):
     """Test accuracy and loss of the saved Keras 3 model `args.model_path`."""
     model = _load_model(args.model_path)
-    model.compile(loss=_loss(), metrics=["accuracy"], jit_compile=default_jit(model=model))
+    model.compile(loss=_loss(), metrics=["accuracy"], jit_compile=default_jit())
     splits = _load_data(args, args.batch_size)
     loss, accuracy = model.evaluate(*splits.test, batch_size=args.batch_size, verbose=1)
     print(f"{args.model_path} on {args.dataset} test set: accuracy {accuracy:.4f}, "

@@ -15,7 +15,7 @@ from keras_bilevel import _formulas
 from keras_bilevel._arguments import check_latent_momentum
 from keras_bilevel._docs import LATENT_MOMENTUM_UPDATE, fill
 from keras_bilevel.keras3.distribution import replica_sum
-from keras_bilevel.keras3.quantizers import is_binary_variable
+from keras_bilevel.keras3.quantizers import _tensor, is_binary_variable
 
 __all__ = ["LatentMomentum", "is_binary_variable"]
 
@@ -24,6 +24,33 @@ __all__ = ["LatentMomentum", "is_binary_variable"]
 _UNSUPPORTED = {"weight_decay": None, "clipnorm": None, "clipvalue": None,
                 "global_clipnorm": None, "use_ema": False,
                 "gradient_accumulation_steps": None}
+
+
+def _latent_momentum_step(theta, moment, gradient, momentum, step_size, gradient_scale,
+                          latent_decay, finite):
+    """`_formulas.latent_momentum_update`, kept as it was where `finite` is False."""
+    new_theta, new_moment = _formulas.latent_momentum_update(
+        theta, moment, gradient, momentum, step_size, gradient_scale, latent_decay)
+    return ops.where(finite, new_theta, theta), ops.where(finite, new_moment, moment)
+
+
+def _fused_latent_momentum_step():
+    """The latent update as one pass where the backend's steps would run it op by op:
+    PyTorch's fused kernel (`torch_kernels`), TensorFlow compiled with XLA; else None
+    (JAX compiles the whole step). Chosen once: the backend is fixed per process."""
+    backend = keras.backend.backend()
+    if backend == "torch":
+        from keras_bilevel.keras3 import torch_kernels
+
+        return torch_kernels.latent_momentum_step
+    if backend == "tensorflow":
+        from keras_bilevel.keras3.math import compiled_with_xla
+
+        return compiled_with_xla(_latent_momentum_step)
+    return None
+
+
+_FUSED_LATENT_MOMENTUM_STEP = _fused_latent_momentum_step()
 
 
 @keras.saving.register_keras_serializable(package="keras_bilevel")
@@ -176,11 +203,10 @@ class LatentMomentum(keras.optimizers.Optimizer):
         step_size = ops.cast(learning_rate, dtype) / (1.0 - ops.power(b, t))
         arguments = (theta, m, ops.cast(gradient, dtype), b, step_size,
                      self.gradient_scale, self.latent_decay)
-        if variable.constraint is None and keras.backend.backend() == "torch":
-            # One fused pass, the finite test included (keras3/torch_kernels.py).
-            from keras_bilevel.keras3 import torch_kernels
-
-            new_theta, new_m = torch_kernels.latent_momentum_step(*arguments, finite)
+        fused = _FUSED_LATENT_MOMENTUM_STEP if variable.constraint is None else None
+        if fused is not None:  # one pass, the finite test included
+            new_theta, new_m = fused(*(_tensor(a) for a in arguments[:2]), *arguments[2:],
+                                     finite)
             self.assign(moment, new_m)
             self.assign(variable, new_theta)
             return
