@@ -31,7 +31,7 @@ CONSTANTS = ("VARIANTS", "EXACT_BINARIZER_RTOL", "REFERENCE_EXACT_THETA_EPS")
 FORMULAS = ("sign", "is_exact_binarizer", "inner_solution", "backward_scale",
             "adaste_gradient")
 __all__ = [*CONSTANTS, *FORMULAS, "CONSTANTS", "FORMULAS", "make_ops", "bind",
-           "division_free_reciprocal", "latent_momentum_update"]
+           "division_free_reciprocal", "latent_momentum_step", "latent_momentum_update"]
 
 # The operations a tensor library provides under these names itself (TensorFlow and
 # keras.ops both do); `make_ops` takes them from the library.
@@ -244,6 +244,15 @@ def latent_momentum_update(theta, moment, gradient, momentum, step_size,
     target = gradient_scale * gradient + latent_decay * theta
     moment = momentum * moment + (1.0 - momentum) * target
     return theta - step_size * moment, moment
+
+
+def latent_momentum_step(ops, theta, moment, gradient, momentum, step_size, gradient_scale,
+                         latent_decay, finite):
+    """`latent_momentum_update`, kept as it was where `finite` is False (a step with a
+    non-finite gradient is skipped); returns `(theta, moment)`. Needs `ops.where`."""
+    new_theta, new_moment = latent_momentum_update(
+        theta, moment, gradient, momentum, step_size, gradient_scale, latent_decay)
+    return ops.where(finite, new_theta, theta), ops.where(finite, new_moment, moment)
 
 
 def division_free_reciprocal(ops, x):

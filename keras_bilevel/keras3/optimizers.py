@@ -8,6 +8,8 @@ gradient (that is the quantizer's backward pass) and imports neither TensorFlow 
 Larq.
 """
 
+import functools
+
 import keras
 from keras import ops
 
@@ -26,14 +28,6 @@ _UNSUPPORTED = {"weight_decay": None, "clipnorm": None, "clipvalue": None,
                 "gradient_accumulation_steps": None}
 
 
-def _latent_momentum_step(theta, moment, gradient, momentum, step_size, gradient_scale,
-                          latent_decay, finite):
-    """`_formulas.latent_momentum_update`, kept as it was where `finite` is False."""
-    new_theta, new_moment = _formulas.latent_momentum_update(
-        theta, moment, gradient, momentum, step_size, gradient_scale, latent_decay)
-    return ops.where(finite, new_theta, theta), ops.where(finite, new_moment, moment)
-
-
 def _fused_latent_momentum_step():
     """The latent update as one pass where the backend's steps would run it op by op:
     PyTorch's fused kernel (`torch_kernels`), TensorFlow compiled with XLA; else None
@@ -44,9 +38,9 @@ def _fused_latent_momentum_step():
 
         return torch_kernels.latent_momentum_step
     if backend == "tensorflow":
-        from keras_bilevel.keras3.math import compiled_with_xla
+        from keras_bilevel.keras3.math import _OPS, compiled_with_xla
 
-        return compiled_with_xla(_latent_momentum_step)
+        return compiled_with_xla(functools.partial(_formulas.latent_momentum_step, _OPS))
     return None
 
 

@@ -92,15 +92,6 @@ def _fused(name):
     return run
 
 
-def _latent_momentum_step(theta, moment, gradient, momentum, step_size, gradient_scale,
-                          latent_decay, finite):
-    """`_formulas.latent_momentum_update`, kept as it was where `finite` is False (a step
-    with a non-finite gradient is skipped)."""
-    new_theta, new_moment = _formulas.latent_momentum_update(
-        theta, moment, gradient, momentum, step_size, gradient_scale, latent_decay)
-    return torch.where(finite, new_theta, theta), torch.where(finite, new_moment, moment)
-
-
-_PLAIN["latent_momentum_step"] = _latent_momentum_step
+_PLAIN["latent_momentum_step"] = functools.partial(_formulas.latent_momentum_step, _OPS)
 sign, inner_solution, adaste_gradient, latent_momentum_step = (
     _fused(name) for name in FUSED)
