@@ -1,0 +1,160 @@
+"""Which worker of a multi-worker run this process is, read from the engines' own settings.
+
+Multi-worker training uses the engines that exist (issue 20): TensorFlow's
+`MultiWorkerMirroredStrategy`, configured by the `TF_CONFIG` variable as TensorFlow
+documents it, for `--backend larq` and `--backend tensorflow`; `jax.distributed` for
+`--backend jax`, configured by a coordinator address, the number of processes and this
+process's index (arguments, else `JAX_COORDINATOR_ADDRESS`, `JAX_NUM_PROCESSES`,
+`JAX_PROCESS_ID`). Keras 3 has no distribution API for PyTorch. This module only reads
+and writes those settings; it imports no TensorFlow, JAX or Keras.
+
+!!! example
+    ```python
+    setup = worker_setup("larq", environ={"TF_CONFIG": json.dumps({
+        "cluster": {"worker": ["host-a:2222", "host-b:2222"]},
+        "task": {"type": "worker", "index": 1}})})
+    setup.count, setup.index, setup.is_chief      # 2, 1, False
+    local_cluster("jax", 2, ports=[5000])[1]["JAX_PROCESS_ID"]   # "1"
+    ```
+"""
+
+import dataclasses
+import json
+import os
+import socket
+from typing import Optional
+
+__all__ = ["ENGINES", "WorkerSetup", "free_ports", "local_cluster", "worker_setup"]
+
+# The engine that runs several workers, per backend; PyTorch has none in Keras 3.
+ENGINES = {"larq": "tensorflow", "tensorflow": "tensorflow", "jax": "jax"}
+_JAX_VARIABLES = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerSetup:
+    """One worker of a multi-worker run.
+
+    # Attributes
+        engine: "tensorflow" (`MultiWorkerMirroredStrategy`) or "jax" (`jax.distributed`).
+        count: the number of workers, >= 1.
+        index: this worker's index in [0, count); worker 0 is the chief, the only one
+            that writes the run directory.
+        coordinator: "host:port" of JAX's coordinator (process 0); None for TensorFlow,
+            whose cluster is all of `TF_CONFIG`.
+    """
+
+    engine: str
+    count: int
+    index: int
+    coordinator: Optional[str] = None
+
+    @property
+    def is_chief(self):
+        return self.index == 0
+
+
+def _tf_setup(text):
+    try:
+        config = json.loads(text)
+        cluster, task = config["cluster"], config["task"]
+        kind, index = task["type"], int(task["index"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError("TF_CONFIG must be JSON with \"cluster\" and \"task\" "
+                         "({\"type\": ..., \"index\": ...}), as TensorFlow documents; got "
+                         f"{text[:200]!r} ({type(error).__name__}: {error})") from None
+    chiefs, workers = list(cluster.get("chief", [])), list(cluster.get("worker", []))
+    if len(chiefs) > 1:
+        raise ValueError(f"TF_CONFIG names {len(chiefs)} chiefs; a cluster has at most one")
+    # TensorFlow's order: the chief (if any) is worker 0, then the workers.
+    tasks = {"chief": chiefs, "worker": workers}
+    if kind not in tasks or not 0 <= index < len(tasks[kind]):
+        raise ValueError(f"TF_CONFIG's task {{type: {kind!r}, index: {index}}} is not in its "
+                         f"cluster (chief: {len(chiefs)}, worker: {len(workers)}); this "
+                         "trainer runs chief and worker tasks only")
+    offset = len(chiefs) if kind == "worker" else 0
+    return WorkerSetup("tensorflow", len(chiefs) + len(workers), offset + index)
+
+
+def _jax_setup(coordinator, num_processes, process_id):
+    given = {"coordinator": coordinator, "num_processes": num_processes,
+             "process_id": process_id}
+    missing = [name for name, value in given.items() if value in (None, "")]
+    if len(missing) == 3:
+        return None
+    if missing:
+        raise ValueError("a JAX multi-process run needs the coordinator address, the number "
+                         f"of processes and this process's index; missing: "
+                         f"{', '.join(missing)} (--coordinator, --num-processes, "
+                         f"--process-id, or {', '.join(_JAX_VARIABLES)})")
+    try:
+        count, index = int(num_processes), int(process_id)
+    except ValueError:
+        raise ValueError(f"the number of processes ({num_processes!r}) and the process "
+                         f"index ({process_id!r}) must be integers") from None
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"process index {index} is not in [0, {count}) for {count} "
+                         "processes")
+    host, _, port = str(coordinator).rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"the coordinator address must be HOST:PORT, got {coordinator!r}")
+    return WorkerSetup("jax", count, index, coordinator=str(coordinator))
+
+
+def worker_setup(backend, coordinator=None, num_processes=None, process_id=None,
+                 environ=None):
+    """This process's `WorkerSetup` for `backend`, or None for a single-process run.
+
+    For "larq" and "tensorflow": from `TF_CONFIG` (None when it is unset or empty).
+    For "jax": from the arguments, each falling back to its `JAX_*` variable (None when
+    none is set). For "torch": None, unless multi-worker settings were given, which is
+    refused.
+
+    # Raises
+        ValueError: settings that are malformed or incomplete, in one line.
+    """
+    environ = os.environ if environ is None else environ
+    if backend in ("larq", "tensorflow"):
+        text = environ.get("TF_CONFIG", "").strip()
+        return _tf_setup(text) if text else None
+    jax_given = [coordinator, num_processes, process_id]
+    if backend == "jax":
+        values = [value if value not in (None, "") else environ.get(variable)
+                  for value, variable in zip(jax_given, _JAX_VARIABLES)]
+        return _jax_setup(*values)
+    if any(value is not None for value in jax_given):
+        raise ValueError(f"--backend {backend} cannot train on several workers: Keras 3 has "
+                         "no distribution API for PyTorch; use --backend jax, tensorflow "
+                         "or larq")
+    return None
+
+
+def free_ports(count):
+    """`count` distinct TCP ports free on 127.0.0.1 now (held open together, then let go)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def local_cluster(backend, count, ports):
+    """The environment variables of each of `count` workers on this machine, a list of
+    dicts: `TF_CONFIG` with one loopback port per worker (TensorFlow; `ports` has
+    `count` entries), or the `JAX_*` variables with the coordinator on `ports[0]`."""
+    engine = ENGINES.get(backend)
+    if engine is None:
+        raise ValueError(f"--backend {backend} cannot train on several workers: Keras 3 has "
+                         "no distribution API for PyTorch; use --backend jax, tensorflow "
+                         "or larq")
+    if engine == "tensorflow":
+        cluster = {"worker": [f"127.0.0.1:{port}" for port in ports[:count]]}
+        return [{"TF_CONFIG": json.dumps({"cluster": cluster,
+                                          "task": {"type": "worker", "index": index}})}
+                for index in range(count)]
+    return [{"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{ports[0]}",
+             "JAX_NUM_PROCESSES": str(count), "JAX_PROCESS_ID": str(index)}
+            for index in range(count)]
