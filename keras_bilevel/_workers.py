@@ -31,6 +31,11 @@ ENGINES = {"larq": "tensorflow", "tensorflow": "tensorflow", "jax": "jax"}
 _JAX_VARIABLES = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 
 
+def _no_engine(backend):
+    return (f"--backend {backend} cannot train on several workers: Keras 3 has no "
+            "distribution API for PyTorch; use --backend jax, tensorflow or larq")
+
+
 @dataclasses.dataclass(frozen=True)
 class WorkerSetup:
     """One worker of a multi-worker run.
@@ -114,7 +119,7 @@ def worker_setup(backend, coordinator=None, num_processes=None, process_id=None,
         ValueError: settings that are malformed or incomplete, in one line.
     """
     environ = os.environ if environ is None else environ
-    if backend in ("larq", "tensorflow"):
+    if ENGINES.get(backend) == "tensorflow":
         text = environ.get("TF_CONFIG", "").strip()
         return _tf_setup(text) if text else None
     jax_given = [coordinator, num_processes, process_id]
@@ -123,9 +128,7 @@ def worker_setup(backend, coordinator=None, num_processes=None, process_id=None,
                   for value, variable in zip(jax_given, _JAX_VARIABLES)]
         return _jax_setup(*values)
     if any(value is not None for value in jax_given):
-        raise ValueError(f"--backend {backend} cannot train on several workers: Keras 3 has "
-                         "no distribution API for PyTorch; use --backend jax, tensorflow "
-                         "or larq")
+        raise ValueError(_no_engine(backend))
     return None
 
 
@@ -147,9 +150,7 @@ def local_cluster(backend, count, ports):
     `count` entries), or the `JAX_*` variables with the coordinator on `ports[0]`."""
     engine = ENGINES.get(backend)
     if engine is None:
-        raise ValueError(f"--backend {backend} cannot train on several workers: Keras 3 has "
-                         "no distribution API for PyTorch; use --backend jax, tensorflow "
-                         "or larq")
+        raise ValueError(_no_engine(backend))
     if engine == "tensorflow":
         cluster = {"worker": [f"127.0.0.1:{port}" for port in ports[:count]]}
         return [{"TF_CONFIG": json.dumps({"cluster": cluster,
