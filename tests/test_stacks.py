@@ -178,9 +178,11 @@ def test_nothing_changes_once_tensorflow_is_loaded(monkeypatch):
     assert _cpu_defaults.ONEDNN_VARIABLE not in os.environ
 
 
-# A small binary CNN's loss and kernel gradients at its initial weights (AdaSTE with the
-# paper's recipe: relaxed forward, +-10 init), and the losses of three training steps
-# with the default `adaste` method (Adam), as .npz bytes on stdout.
+# A binary CNN's loss at its initial weights (AdaSTE with the paper's recipe: relaxed
+# forward, +-10 init) and the losses of three training steps with the default `adaste`
+# method (Adam); then the forward and backward passes of the ops oneDNN replaces, each on
+# its own fixed inputs and upstream gradient (a convolution and a matrix product with
+# +-1 weights, a training-mode fused BatchNorm, a max-pooling): all as .npz bytes.
 ONE_STEP = """
 import io, sys
 import numpy as np
@@ -195,18 +197,33 @@ def build(method):
         kernel_quantizer=recipe.kernel_quantizer, kernel_initializer=recipe.kernel_initializer,
         kernel_constraint=recipe.kernel_constraint)
 _, model = build("adaste-reference")
-with tf.GradientTape() as tape:
-    loss = loss_fn(y, model(x, training=True))
-grads = tape.gradient(loss, model.trainable_variables)
+loss = loss_fn(y, model(x, training=True))
 recipe, model = build("adaste")
 model.compile(recipe.optimizer, loss_fn)
 history = model.fit(x, y, batch_size=64, epochs=3, verbose=0, shuffle=False)
-out = io.BytesIO()
-kernels = [w.numpy() for w in model.trainable_weights if len(w.shape) > 1]
-np.savez(out, *[g.numpy() for g in grads], loss=loss.numpy(),
-         losses=np.array(history.history["loss"]),
-         **{f"kernel{i}": k for i, k in enumerate(kernels)})
-sys.stdout.buffer.write(out.getvalue())
+out = {"loss": loss.numpy(), "losses": np.array(history.history["loss"])}
+def normal(*shape):
+    return rng.standard_normal(shape).astype(np.float32)
+def signs(*shape):
+    return np.where(rng.random(shape) < 0.5, -1.0, 1.0).astype(np.float32)
+def passes(name, op, *inputs):
+    inputs = [tf.Variable(value) for value in inputs]
+    with tf.GradientTape() as tape:
+        result = op(*inputs)
+        upstream = tf.constant(normal(*result.shape))
+        product = tf.reduce_sum(result * upstream)
+    out[name + "|forward"] = result.numpy()
+    for i, grad in enumerate(tape.gradient(product, inputs)):
+        out[f"{name}|grad{i}"] = grad.numpy()
+passes("conv2d", lambda x, w: tf.nn.conv2d(x, w, 1, "SAME"), normal(16, 16, 16, 32),
+       signs(3, 3, 32, 64))
+passes("matmul", tf.matmul, normal(64, 512), signs(512, 256))
+passes("batch_norm", lambda x, g, b: tf.compat.v1.nn.fused_batch_norm(
+    x, g, b, is_training=True)[0], normal(16, 8, 8, 64), normal(64), normal(64))
+passes("max_pool", lambda x: tf.nn.max_pool2d(x, 2, 2, "VALID"), normal(16, 8, 8, 64))
+buffer = io.BytesIO()
+np.savez(buffer, **out)
+sys.stdout.buffer.write(buffer.getvalue())
 """
 
 
@@ -220,18 +237,24 @@ def _one_step(onednn):
 
 
 def test_onednn_computes_what_the_default_kernels_compute():
-    """oneDNN reorders float sums: the loss and every kernel gradient agree with
-    TensorFlow's own kernels within float32 rounding of the sums, and so does the loss of
-    the first training step. (Later steps are not compared: Adam turns a gradient that
-    is 0 up to rounding into a step of full size whose sign is the rounding's, so two
-    float orders of one binary network part after a few steps: 3.5% of the binary
-    weights differ after three steps here.)"""
+    """oneDNN reorders float sums: the binary CNN's loss, the loss of its first training
+    step, and every forward and backward pass of the ops it replaces agree with
+    TensorFlow's own kernels within float32 rounding of the sums.
+
+    A whole network's gradients are not compared element by element: they are not a
+    continuous function of the rounding. Of the million pre-activations of a layer here,
+    about one lies within rounding of 0 (a ReLU) or of its max-pooling window's
+    runner-up, and the two float orders send its gradient different ways. On a 2-core
+    AMD EPYC (AVX-512) this moved the first kernel gradient of `vgg_small` by 0.4% (L2,
+    straight-through) and up to 8% with AdaSTE, whose thresholds on the gradient
+    amplify it, while every pass below agreed within 1.1e-6 of its scale. (Later steps
+    are not compared either: Adam turns a gradient that is 0 up to rounding into a step
+    of full size, so two float orders of one binary network part after a few steps.)"""
     on, off = _one_step("1"), _one_step("0")
-    assert set(on) == set(off) and len(on) > 8
+    assert set(on) == set(off) and len(on) > 10
     np.testing.assert_allclose(on["loss"], off["loss"], rtol=1e-5)
     np.testing.assert_allclose(on["losses"][0], off["losses"][0], rtol=1e-5)
-    kernels = [name for name in on if name.startswith("kernel")]
-    for name in set(on) - {"loss", "losses", *kernels}:
+    for name in set(on) - {"loss", "losses"}:
         scale = max(float(np.abs(off[name]).max()), 1e-12)
-        np.testing.assert_allclose(on[name], off[name], rtol=0, atol=1e-4 * scale,
+        np.testing.assert_allclose(on[name], off[name], rtol=0, atol=1e-5 * scale,
                                    err_msg=name)
