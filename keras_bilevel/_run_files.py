@@ -36,8 +36,9 @@ HISTORY = "history.csv"
 # with other values.
 RUN_ARGUMENTS = ("backend", "dataset", "model", "method", "epochs", "batch_size",
                  "hidden_units", "seed", "jit")
-# Test-only: "EPOCH,BATCH,SIGNAL" sends SIGNAL (KILL, INT) to this process when batch BATCH
-# of epoch EPOCH (both 0-based) is about to run, to interrupt a run at a known point.
+# Test-only: "EPOCH,BATCH,SIGNAL[,WORKER]" sends SIGNAL (KILL, INT) to this process when
+# batch BATCH of epoch EPOCH (both 0-based) is about to run, to interrupt a run at a known
+# point; with WORKER, only in that worker of a multi-worker run.
 INTERRUPT_ENV = "_KERAS_BILEVEL_TEST_INTERRUPT"
 
 
@@ -63,12 +64,15 @@ def write_atomically(path, text):
     os.replace(temporary, path)
 
 
-def interrupt_point():
-    """`(epoch, batch, signal)` of the test-only interruption (`INTERRUPT_ENV`), or None."""
+def interrupt_point(worker=0):
+    """`(epoch, batch, signal)` of the test-only interruption (`INTERRUPT_ENV`) for
+    worker `worker`, or None."""
     value = os.environ.get(INTERRUPT_ENV)
     if not value:
         return None
-    epoch, batch, name = value.split(",")
+    epoch, batch, name, *only = value.split(",")
+    if only and int(only[0]) != worker:
+        return None
     return int(epoch), int(batch), getattr(signal, "SIG" + name)
 
 
@@ -92,17 +96,27 @@ class InterruptForTests:
 class RunFiles:
     """run.json and history.csv of one run's directory; subclasses add the checkpoint.
 
-    A subclass implements `epochs_done()`.
+    A subclass implements `epochs_done()`. In a multi-worker run only the chief writes
+    the directory; the other workers read it (`writer=False`): `prepare` checks without
+    writing, and the checkpoints they must save go to `save_dir`, a directory of their
+    own.
 
     # Arguments
         path: the directory; created by `prepare` if missing.
+        writer: whether this process writes the directory (the chief, or a single
+            process).
+        save_dir: where this process saves checkpoints; None: the run's own.
+        worker: this process's worker index (for the test-only `INTERRUPT_ENV`).
     """
 
-    def __init__(self, path):
+    def __init__(self, path, writer=True, save_dir=None, worker=0):
         self.path = os.fspath(path)
         self.checkpoint_dir = os.path.join(self.path, CHECKPOINT)
         self.history_path = os.path.join(self.path, HISTORY)
         self._config_path = os.path.join(self.checkpoint_dir, CONFIG)
+        self.writer = writer
+        self.save_dir = self.checkpoint_dir if save_dir is None else os.fspath(save_dir)
+        self.worker = worker
 
     def epochs_done(self):
         """Epochs finished and checkpointed (0 when there is no checkpoint)."""
@@ -121,8 +135,14 @@ class RunFiles:
         A new run (`resume=False`) refuses a directory holding an unfinished run; a
         resumed one refuses a directory with no unfinished run or with one started with
         a different `config` (a dict of argument name to value). Raises
-        `RunDirectoryError` with one line that says what to do.
+        `RunDirectoryError` with one line that says what to do. A reader (`writer=False`)
+        checks a resumed run the same way and writes nothing.
         """
+        if not resume and not self.writer:
+            # The chief checks a new run (and may already have started it, so that a
+            # reader here would see its run.json as an interrupted run).
+            os.makedirs(self.save_dir, exist_ok=True)
+            return
         recorded = self._recorded()
         interrupted = recorded is not None and not recorded["finished"]
         if not resume:
@@ -148,6 +168,7 @@ class RunFiles:
                 raise RunDirectoryError(
                     f"--resume: {self.path} was started with "
                     f"{_flag(name, started.get(name))}, not {_flag(name, config.get(name))}")
+        os.makedirs(self.save_dir, exist_ok=True)
 
     def history(self):
         """history.csv as `{column: [value per epoch]}` (without the `epoch` column)."""
@@ -158,7 +179,8 @@ class RunFiles:
 
     def finish(self):
         """Mark the run complete (call it once its files are written)."""
-        self._record(self._recorded()["config"], finished=True)
+        if self.writer:
+            self._record(self._recorded()["config"], finished=True)
 
     def _record(self, config, finished):
         write_atomically(self._config_path,
@@ -167,7 +189,7 @@ class RunFiles:
     def _truncate_history(self, done):
         """Drop rows of epochs that finished after the last checkpoint (a kill between
         the row and the checkpoint), so the resumed run writes them once."""
-        if not os.path.exists(self.history_path):
+        if not self.writer or not os.path.exists(self.history_path):
             return
         with open(self.history_path, newline="") as f:
             lines = f.read().splitlines(keepends=True)
@@ -195,16 +217,21 @@ def build_model(models, args, splits, recipe):
     return getattr(models, args.model)(**kwargs)
 
 
-def announce(args, done, jit):
-    """The line that starts a run."""
+def announce(args, done, jit, cluster=None):
+    """The line that starts a run (`cluster`: this process's place in a multi-worker
+    run, with `count`, `index` and `replicas`)."""
     start = f"Resuming at epoch {done + 1} of" if done else "Training for"
     backend = "" if args.backend == "larq" else f" on {args.backend}"
     note = getattr(args, "backend_note", None)
     if note:
         backend += f" ({note})"
+    workers = ""
+    if cluster is not None and getattr(args, "worker_setup", None) is not None:
+        workers = (f", worker {cluster.index} of {cluster.count}, {cluster.replicas} "
+                   f"replica{'s' if cluster.replicas > 1 else ''}")
     print(f"{start} {args.epochs} epochs: {args.model} on {args.dataset} with "
-          f"{args.method}{backend} (batch {args.batch_size}, XLA {'on' if jit else 'off'}); "
-          f"output: {args.output}")
+          f"{args.method}{backend} (batch {args.batch_size}, XLA {'on' if jit else 'off'}"
+          f"{workers}); output: {args.output}")
 
 
 def plot_curves(history, path, title):
@@ -230,14 +257,15 @@ def plot_curves(history, path, title):
     plt.close(fig)
 
 
-def run_metrics(args, run, splits, recipe, jit, test_loss, test_accuracy):
+def run_metrics(args, run, splits, recipe, jit, test_loss, test_accuracy, workers=1):
     """Write the run's curves.png and metrics.json, mark it finished, print the summary;
     returns the metrics (test accuracy and loss, configuration, where each setting comes
-    from, seconds per epoch, last history row)."""
+    from, the number of workers, seconds per epoch, last history row)."""
     history = run.history()
     plot_curves(history, os.path.join(args.output, "curves.png"),
                 f"{args.model} on {args.dataset}, {args.method} ({args.backend})")
-    config = {k: v for k, v in vars(args).items() if k not in ("func", "verbose")}
+    config = {k: v for k, v in vars(args).items()
+              if k not in ("func", "verbose", "worker_setup")}
     metrics = {
         "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss),
@@ -245,6 +273,7 @@ def run_metrics(args, run, splits, recipe, jit, test_loss, test_accuracy):
         "dataset": args.dataset,
         "model": args.model,
         "method": args.method,
+        "workers": workers,
         "config": {**config, "jit": jit, "steps_per_epoch": splits.steps_per_epoch,
                    "num_train": splits.num_train,
                    "num_validation": splits.num_validation, "num_test": splits.num_test},

@@ -5,8 +5,9 @@ Multi-worker training uses the engines that exist (issue 20): TensorFlow's
 documents it, for `--backend larq` and `--backend tensorflow`; `jax.distributed` for
 `--backend jax`, configured by a coordinator address, the number of processes and this
 process's index (arguments, else `JAX_COORDINATOR_ADDRESS`, `JAX_NUM_PROCESSES`,
-`JAX_PROCESS_ID`). Keras 3 has no distribution API for PyTorch. This module only reads
-and writes those settings; it imports no TensorFlow, JAX or Keras.
+`JAX_PROCESS_ID`). Keras 3 has no distribution API for PyTorch. This module reads and
+writes those settings and holds the rule that gives each replica its rows of a global
+batch (`replica_rows`); it imports no TensorFlow, JAX or Keras.
 
 !!! example
     ```python
@@ -15,6 +16,8 @@ and writes those settings; it imports no TensorFlow, JAX or Keras.
         "task": {"type": "worker", "index": 1}})})
     setup.count, setup.index, setup.is_chief      # 2, 1, False
     local_cluster("jax", 2, ports=[5000])[1]["JAX_PROCESS_ID"]   # "1"
+    replica_rows(128, replicas=2, replica=1)     # (64, 128)
+    replica_rows(13, replicas=2, replica=1)      # (0, 13): the whole batch
     ```
 """
 
@@ -24,14 +27,20 @@ import os
 import socket
 from typing import Optional
 
-__all__ = ["ENGINES", "WorkerSetup", "free_ports", "local_cluster", "worker_setup"]
+__all__ = ["ENGINES", "WorkerLost", "WorkerSetup", "check_batch_size", "free_ports",
+           "local_cluster", "no_engine_message", "replica_rows", "worker_setup"]
 
 # The engine that runs several workers, per backend; PyTorch has none in Keras 3.
 ENGINES = {"larq": "tensorflow", "tensorflow": "tensorflow", "jax": "jax"}
 _JAX_VARIABLES = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 
 
-def _no_engine(backend):
+class WorkerLost(RuntimeError):
+    """Another worker of this run stopped answering (killed, crashed, unreachable)."""
+
+
+def no_engine_message(backend):
+    """The one-line refusal of several workers for a backend without an engine."""
     return (f"--backend {backend} cannot train on several workers: Keras 3 has no "
             "distribution API for PyTorch; use --backend jax, tensorflow or larq")
 
@@ -128,7 +137,7 @@ def worker_setup(backend, coordinator=None, num_processes=None, process_id=None,
                   for value, variable in zip(jax_given, _JAX_VARIABLES)]
         return _jax_setup(*values)
     if any(value is not None for value in jax_given):
-        raise ValueError(_no_engine(backend))
+        raise ValueError(no_engine_message(backend))
     return None
 
 
@@ -150,7 +159,7 @@ def local_cluster(backend, count, ports):
     `count` entries), or the `JAX_*` variables with the coordinator on `ports[0]`."""
     engine = ENGINES.get(backend)
     if engine is None:
-        raise ValueError(_no_engine(backend))
+        raise ValueError(no_engine_message(backend))
     if engine == "tensorflow":
         cluster = {"worker": [f"127.0.0.1:{port}" for port in ports[:count]]}
         return [{"TF_CONFIG": json.dumps({"cluster": cluster,
@@ -159,3 +168,33 @@ def local_cluster(backend, count, ports):
     return [{"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{ports[0]}",
              "JAX_NUM_PROCESSES": str(count), "JAX_PROCESS_ID": str(index)}
             for index in range(count)]
+
+
+def replica_rows(batch_rows, replicas, replica):
+    """`(start, stop)`: the rows of a global batch of `batch_rows` examples that replica
+    `replica` of `replicas` trains on.
+
+    An even split when the batch divides evenly, `replica` taking the `replica`-th of
+    `replicas` equal parts; otherwise (the last, partial batch of an epoch) every replica
+    takes the whole batch. Both give each step the gradient and the BatchNorm
+    statistics of exactly this batch, as one device computes them: the loss of each
+    replica is the mean over its rows divided by `replicas`, so the replicas' gradients
+    sum to the gradient of the mean over the batch, and copies of one batch have the
+    mean, the variance and the mean loss of the batch itself. The engines need
+    replicas of equal size (JAX shards a global array evenly), hence copies rather
+    than an uneven split.
+    """
+    if not 0 <= replica < replicas:
+        raise ValueError(f"replica {replica} is not in [0, {replicas})")
+    if batch_rows % replicas:
+        return 0, batch_rows
+    share = batch_rows // replicas
+    return replica * share, (replica + 1) * share
+
+
+def check_batch_size(batch_size, replicas):
+    """Refuse, in one line, a global batch that does not split evenly over `replicas`."""
+    if batch_size % replicas:
+        raise ValueError(f"--batch-size {batch_size} does not split evenly over the "
+                         f"{replicas} replicas of this run: use a multiple of {replicas} "
+                         "(the batch size is the global batch, shared by all workers)")

@@ -4,6 +4,7 @@
     keras-bilevel train --dataset mnist --data-dir ~/tfds --model mlp --method ste
     keras-bilevel train --epochs 500 --output runs/a --resume   # continue a killed run
     keras-bilevel train --backend jax        # Keras 3 on JAX (or tensorflow, torch); no Larq
+    keras-bilevel train --workers 2          # two local worker processes (multi-worker)
     keras-bilevel evaluate runs/.../model.keras --dataset digits
     keras-bilevel export runs/.../model.keras --format tflite-int8
 
@@ -14,7 +15,15 @@ itself); `keras_bilevel.commands` (`--backend larq`, the default: Larq on Keras 
 which Keras wrote a `.keras` file from its metadata and take the matching path.
 By default the output is our own lines and Keras' progress bars; `--verbose` lets
 TensorFlow's log through. Bad arguments and missing data end with one line on stderr
-and exit status 2, not a traceback; Ctrl-C ends with one line and exit status 130.
+and exit status 2, not a traceback; Ctrl-C ends with one line and exit status 130; a
+lost or failed worker of a multi-worker run ends the whole run with one line naming it
+and exit status 1.
+
+Several workers: on a cluster each worker runs the same `train` command with its engine's
+settings (`TF_CONFIG` for larq and tensorflow; for jax `--coordinator`,
+`--num-processes`, `--process-id` or `JAX_COORDINATOR_ADDRESS`, `JAX_NUM_PROCESSES`,
+`JAX_PROCESS_ID`); `--workers N` starts N such workers on this machine
+(`keras_bilevel._local_workers`) and waits for them.
 """
 
 import argparse
@@ -28,7 +37,7 @@ import tempfile
 import warnings
 import zipfile
 
-from keras_bilevel import _cpu_defaults, _stacks
+from keras_bilevel import _cpu_defaults, _local_workers, _stacks, _workers
 from keras_bilevel._run_files import default_output
 
 __all__ = ["main"]
@@ -52,6 +61,15 @@ _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 class UsageError(Exception):
     """A problem the user can fix; reported as one line."""
+
+
+class RunFailed(Exception):
+    """The run ended without finishing (a worker lost or failed); one line, and the exit
+    status to end with."""
+
+    def __init__(self, line, status=1):
+        super().__init__(line)
+        self.status = status
 
 
 class _Parser(argparse.ArgumentParser):
@@ -104,6 +122,20 @@ def build_parser():
                        help="continue the interrupted run in --output (same arguments)")
     train.add_argument("--tensorboard", action="store_true",
                        help="also write TensorBoard logs to OUTPUT/tensorboard")
+    workers = train.add_argument_group(
+        "several workers", "one run on several processes or machines, data-parallel and "
+        "exact: the global batch is --batch-size")
+    workers.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                         help="start N worker processes on this machine (larq, tensorflow, "
+                              "jax), on free loopback ports, and wait for them")
+    workers.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                         help="jax: the coordinator's address (process 0); else "
+                              "JAX_COORDINATOR_ADDRESS. larq/tensorflow read TF_CONFIG")
+    workers.add_argument("--num-processes", default=None, metavar="N",
+                         help="jax: the number of worker processes; else JAX_NUM_PROCESSES")
+    workers.add_argument("--process-id", default=None, metavar="I",
+                         help="jax: this process's index, 0 for the chief; else "
+                              "JAX_PROCESS_ID")
 
     evaluate = commands.add_parser("evaluate", parents=[common],
                                    help="evaluate a saved model")
@@ -175,13 +207,15 @@ def _is_hdf5(path):
 
 
 _PYTHON_STDERR = []  # the real stderr for Python, while file descriptor 2 is held back
+_WORKER_OF_A_RUN = []  # [True] once this process is known to be one of several workers
 
 
 @contextlib.contextmanager
 def _native_stderr_held_back():
     """What C/C++ libraries write to file descriptor 2 goes to a temporary file, shown
-    only if the block fails with something other than a UsageError or Ctrl-C; Python's
-    own writes to sys.stderr (our messages, warnings, logging) still get through.
+    only if the block fails with something other than a UsageError, RunFailed or
+    Ctrl-C; Python's own writes to sys.stderr (our messages, warnings, logging) still
+    get through.
 
     For the lines TensorFlow writes while it loads, before TF_CPP_MIN_LOG_LEVEL applies,
     and LiteRT's, which no setting silences.
@@ -197,7 +231,7 @@ def _native_stderr_held_back():
             sys.stderr = _PYTHON_STDERR[0]
         try:
             yield
-        except (UsageError, KeyboardInterrupt):
+        except (UsageError, RunFailed, KeyboardInterrupt):
             raise
         except BaseException:
             caught.seek(0)
@@ -315,13 +349,62 @@ def _check_backend(args):
         raise UsageError(_stacks.missing_message(args.backend))
 
 
+def _check_workers(args):
+    """For `train`: `args.worker_setup`, this process's place in a multi-worker run (None
+    for a single process); refuses what cannot run on several workers."""
+    args.worker_setup = None
+    jax_flags = [f"--{name.replace('_', '-')}" for name in
+                 ("coordinator", "num_processes", "process_id") if getattr(args, name)]
+    if args.workers is not None:
+        if args.backend not in _workers.ENGINES:
+            raise UsageError(_workers.no_engine_message(args.backend))
+        given = [name for name in ("TF_CONFIG", "JAX_COORDINATOR_ADDRESS")
+                 if os.environ.get(name)] + jax_flags
+        if given:
+            raise UsageError(f"--workers starts its own cluster on this machine, but "
+                             f"{', '.join(given)} describe{'s' if len(given) == 1 else ''} "
+                             "another: leave out --workers (this process is then one "
+                             "worker of that cluster), or unset them")
+        _workers.check_batch_size(args.batch_size, args.workers)
+        return
+    if jax_flags and args.backend != "jax" and args.backend in _workers.ENGINES:
+        raise UsageError(f"{', '.join(jax_flags)} configure jax.distributed, for --backend "
+                         f"jax; --backend {args.backend} reads its cluster from TF_CONFIG")
+    args.worker_setup = _workers.worker_setup(args.backend, args.coordinator,
+                                              args.num_processes, args.process_id)
+    _WORKER_OF_A_RUN[:] = [args.worker_setup is not None]
+
+
+def _worker_argv(argv, args):
+    """The arguments each local worker runs: `argv` without --workers, with the backend
+    and output directory this launcher chose (so that every worker writes the same run)."""
+    kept, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token == "--workers":
+            skip = True
+        elif not token.startswith("--workers="):
+            kept.append(token)
+    return kept + ["--backend", args.backend, "--output", args.output]
+
+
+def _run_local_workers(args, argv):
+    status, line = _local_workers.run_local_workers(
+        args.backend, args.workers, _worker_argv(argv or ["train"], args))
+    if status == 130:
+        raise KeyboardInterrupt
+    if status:
+        raise RunFailed(line, status)
+
+
 def _export_path(args):
     stem = os.path.splitext(args.model_path.rstrip(os.sep))[0]
     suffix = {"tflite": ".tflite", "tflite-int8": ".int8.tflite", "lce": ".lce.tflite"}
     return stem + suffix[args.format]
 
 
-def _run(args):
+def _run(args, argv=()):
     if args.command in ("evaluate", "export"):
         check_model_path(args.model_path)
     if args.command == "train" and args.resume and args.output is None:
@@ -331,6 +414,13 @@ def _run(args):
         args.output = default_output(args)
     if args.command == "export" and args.output is None:
         args.output = _export_path(args)
+    if args.command == "train":
+        try:
+            _check_workers(args)
+        except ValueError as error:
+            raise UsageError(str(error)) from error
+        if args.workers is not None:
+            return _run_local_workers(args, argv)
     with _python_logs_quiet(args.verbose):
         commands = _import_commands(args.backend, args.verbose)
         # Exporting runs LiteRT's interpreter, which logs to stderr whatever the settings;
@@ -339,6 +429,8 @@ def _run(args):
         with _native_stderr_held_back() if quiet else contextlib.nullcontext():
             try:
                 commands.COMMANDS[args.command](args)
+            except _workers.WorkerLost as error:
+                raise RunFailed(str(error)) from error
             except (ValueError, ImportError, OSError) as error:  # data, arguments, files
                 raise UsageError(str(error).strip().splitlines()[0]) from error
 
@@ -351,23 +443,38 @@ def main(argv=None):
         args = build_parser().parse_args(argv or ["train"])
         if args.command is None:
             raise UsageError("choose a command: train, evaluate or export")
-        _run(args)
+        _run(args, argv)
     except UsageError as error:
         print(f"keras-bilevel: error: {error}", file=sys.stderr)
         return 2
+    except RunFailed as error:
+        hint = _resume_hint(args, argv) if error.status != 2 else ""
+        print(f"\nkeras-bilevel: error: {error}{hint}", file=sys.stderr)
+        return error.status
     except KeyboardInterrupt:
-        hint = ""
-        if args is not None and args.command == "train" and args.output is not None:
-            named = "" if "--output" in argv else f" --output {args.output}"
-            hint = (f"; every finished epoch is saved in {args.output}: add --resume{named} "
-                    "to the same command to continue")
-        print(f"\nkeras-bilevel: interrupted{hint}", file=sys.stderr)
+        print(f"\nkeras-bilevel: interrupted{_resume_hint(args, argv)}", file=sys.stderr)
         return 130
     return 0
 
 
+def _resume_hint(args, argv):
+    """How to continue an interrupted `train` run, or '' for other commands."""
+    if args is None or args.command != "train" or args.output is None:
+        return ""
+    named = "" if "--output" in argv else f" --output {args.output}"
+    return (f"; every finished epoch is saved in {args.output}: add --resume{named} to the "
+            "same command to continue")
+
+
 def entry_point():
-    sys.exit(main())
+    status = main()
+    if status and any(_WORKER_OF_A_RUN):
+        # A worker that failed leaves at once: exit hooks would wait for its peers (JAX's
+        # shutdown barrier, up to 5 minutes), which wait in the step it left.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,12 @@ runs, export); no training logic of its own.
 
 import keras_bilevel._keras2  # noqa: F401  (Keras 2 mode before TensorFlow)
 
+import contextlib
 import os
 
 import tensorflow as tf
 
-from keras_bilevel import data, export as exporting, models, recipes
+from keras_bilevel import _workers, data, export as exporting, models, multi_worker, recipes
 from keras_bilevel._run_files import RUN_ARGUMENTS, announce, build_model, run_metrics
 from keras_bilevel.runs import RunDirectory
 
@@ -25,35 +26,72 @@ def _load_data(args, batch_size):
 
 def train(args):
     """Train, checkpointing every epoch into `args.output`; with `args.resume`, continue
-    the interrupted run there. Writes history.csv, model.keras, metrics.json, curves.png."""
+    the interrupted run there. Writes history.csv, model.keras, metrics.json, curves.png.
+
+    With `args.worker_setup` (a `keras_bilevel._workers.WorkerSetup`) this process is
+    one worker of a multi-worker run (`keras_bilevel.multi_worker`): the same training on
+    the global batch; only the chief writes `args.output`."""
+    cluster = multi_worker.connect(getattr(args, "worker_setup", None))
+    try:
+        with _lost_workers(cluster):
+            return _train(args, cluster)
+    finally:
+        cluster.close()
+
+
+def _train(args, cluster):
     tf.keras.utils.set_random_seed(args.seed)
     splits = _load_data(args, args.batch_size)
+    cluster.check_batch_size(args.batch_size)
     steps_per_epoch = splits.steps_per_epoch
-    recipe = recipes.make(args.method, splits.num_train, args.epochs, steps_per_epoch,
-                          batch_size=args.batch_size)
-    model = build_model(models, args, splits, recipe)
-    jit = args.jit if args.jit is not None else bool(tf.config.list_physical_devices("GPU"))
-    model.compile(recipe.optimizer,
-                  tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"], jit_compile=jit)
-    run = RunDirectory(args.output)  # written from here on, once the data is there
+    with cluster.scope():
+        recipe = recipes.make(args.method, splits.num_train, args.epochs, steps_per_epoch,
+                              batch_size=args.batch_size)
+        model = build_model(models, args, splits, recipe)
+        jit = args.jit if args.jit is not None else bool(tf.config.list_physical_devices("GPU"))
+        model.compile(recipe.optimizer,
+                      tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"], jit_compile=jit)
+    cluster.prepare(model)
+    # Written from here on (by the chief), once the data is there.
+    run = RunDirectory(args.output, writer=cluster.is_chief, worker=cluster.index,
+                       save_dir=cluster.writable(os.path.join(args.output, "checkpoint")))
     run.prepare({name: getattr(args, name) for name in RUN_ARGUMENTS}, resume=args.resume)
-    done = run.restore(model, args.epochs)
+    done = run.restore(model, args.epochs, resume=args.resume)
 
     callbacks = list(recipe.callbacks) + run.callbacks(done)
-    if args.tensorboard:
+    if args.tensorboard and cluster.is_chief:
         callbacks.append(tf.keras.callbacks.TensorBoard(os.path.join(args.output,
                                                                      "tensorboard")))
-    announce(args, done, jit)
+    announce(args, done, jit, cluster)
     if done < args.epochs:
-        model.fit(splits.train_epochs(done, args.epochs), initial_epoch=done,
-                  epochs=args.epochs, steps_per_epoch=steps_per_epoch,
+        model.fit(cluster.distribute(splits.train_epochs(done, args.epochs),
+                                     args.batch_size, splits.num_train),
+                  initial_epoch=done, epochs=args.epochs, steps_per_epoch=steps_per_epoch,
                   validation_data=splits.validation, callbacks=callbacks, verbose=1)
     print("Evaluating the binary network on the test set")
     test_loss, test_accuracy = model.evaluate(splits.test, verbose=1)
 
-    model.save(os.path.join(args.output, "model.keras"))
-    return run_metrics(args, run, splits, recipe, jit, test_loss, test_accuracy)
+    with cluster.portable(model):
+        model.save(cluster.writable(os.path.join(args.output, "model.keras")))
+    if not cluster.is_chief:
+        return None
+    return run_metrics(args, run, splits, recipe, jit, test_loss, test_accuracy,
+                       workers=cluster.count)
+
+
+@contextlib.contextmanager
+def _lost_workers(cluster):
+    """A collective operation that failed because another worker is gone ends the run
+    with `keras_bilevel._workers.WorkerLost`, one line."""
+    try:
+        yield
+    except multi_worker.LOST_WORKER_ERRORS as error:
+        if not cluster.multi_worker:
+            raise
+        raise _workers.WorkerLost(
+            f"worker {cluster.index} of {cluster.count}: another worker stopped answering "
+            f"({type(error).__name__})") from error
 
 
 def evaluate(args):

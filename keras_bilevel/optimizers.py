@@ -120,13 +120,15 @@ class LatentMomentum(tf.keras.optimizers.Optimizer):
         grads = [g for g, _ in grads_and_vars]
         variables = _Opaque([v for _, v in grads_and_vars])
         context = tf.distribute.get_replica_context()
-        if context is not None and context.num_replicas_in_sync == 1:
+        if not tf.distribute.has_strategy():
             tf.cond(_all_finite(grads), lambda: self._apply(grads, variables, name),
                     self._skip)
         else:
-            # Under tf.distribute the branch must be taken in a cross-replica context
-            # (a branch may not hold the optimizers' merge_calls), and each branch goes
-            # back to the replicas to apply (as Keras' LossScaleOptimizer does).
+            # Under tf.distribute (one replica included: a one-worker
+            # MultiWorkerMirroredStrategy merges too) the branch must be taken in a
+            # cross-replica context (a branch may not hold the optimizers' merge_calls),
+            # and each branch goes back to the replicas to apply (as Keras'
+            # LossScaleOptimizer does).
             def cross_replica(distribution, grads, variables):
                 finite = _all_finite([local for g in grads
                                       for local in distribution.experimental_local_results(g)])

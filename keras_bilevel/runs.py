@@ -45,6 +45,8 @@ class RunDirectory(RunFiles):
 
     # Arguments
         path: the directory; created by `prepare` if missing.
+        writer, save_dir, worker: for a multi-worker run (`RunFiles`): the other
+            workers read `path` and save their checkpoints to `save_dir`.
     """
 
     def epochs_done(self):
@@ -52,22 +54,26 @@ class RunDirectory(RunFiles):
         latest = tf.train.latest_checkpoint(self.checkpoint_dir)
         return int(re.search(r"-(\d+)$", latest).group(1)) if latest else 0
 
-    def restore(self, model, epochs):
+    def restore(self, model, epochs, resume=None):
         """Load the last checkpoint into `model` and its optimizer; returns the number of
-        finished epochs (0, and nothing loaded, when there is none yet).
+        finished epochs (0, and nothing loaded, when there is none yet, or when `resume`
+        is False).
 
-        Call it after `compile`; the optimizer's variables are created here if needed.
+        Call it after `compile`, outside any strategy's scope (this run's counters are
+        plain variables); the optimizer's variables are created here if needed, in the
+        model's strategy.
         """
         self._seconds = tf.Variable(tf.zeros([epochs], tf.float64), trainable=False)
         self._done = tf.Variable(0, dtype=tf.int64, trainable=False)
         self._state = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
                                           epochs_done=self._done, seconds=self._seconds)
-        self._manager = tf.train.CheckpointManager(self._state, self.checkpoint_dir,
+        self._manager = tf.train.CheckpointManager(self._state, self.save_dir,
                                                    max_to_keep=1)
-        latest = self._manager.latest_checkpoint
+        latest = None if resume is False else tf.train.latest_checkpoint(self.checkpoint_dir)
         if latest is not None:
             if hasattr(model.optimizer, "build"):  # Keras optimizers make their state in build
-                model.optimizer.build(model.trainable_variables)
+                with model.distribute_strategy.scope():  # the model's, as in training
+                    model.optimizer.build(model.trainable_variables)
             self._state.restore(latest).assert_existing_objects_matched()
         done = int(self._done.numpy())
         self._truncate_history(done)
@@ -76,9 +82,11 @@ class RunDirectory(RunFiles):
     def callbacks(self, initial_epoch):
         """The callbacks that write history.csv and the checkpoint, in that order; put
         them after any callback that adds to the epoch logs."""
-        history = tf.keras.callbacks.CSVLogger(self.history_path, append=initial_epoch > 0)
-        found = [history, _EpochCheckpoint(self._manager, self._done, self._seconds)]
-        interrupt = interrupt_point()
+        found = [_EpochCheckpoint(self._manager, self._done, self._seconds)]
+        if self.writer:
+            found.insert(0, tf.keras.callbacks.CSVLogger(self.history_path,
+                                                         append=initial_epoch > 0))
+        interrupt = interrupt_point(self.worker)
         if interrupt:
             found.append(_InterruptForTests(*interrupt))
         return found

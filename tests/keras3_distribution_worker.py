@@ -67,27 +67,34 @@ def initial_weights(seed=1):
     return [latent((INPUTS, HIDDEN)), latent((HIDDEN, CLASSES)), bias]
 
 
-def _build(keras, case, per_shard=False, sum_over_replicas=True):
+def per_shard_dense(keras):
+    """`QuantDense` that quantizes its kernel once per half-batch: two replicas, each with
+    its own rule (a batch of odd size, which both replicas take whole, in one piece)."""
     from keras import ops
 
     from keras_bilevel.keras3.layers import QuantDense
-    from keras_bilevel.keras3.quantizers import AdaSTE
 
     class PerShardQuantDense(QuantDense):
-        """Quantizes the kernel once per half-batch: two replicas, each with its own rule.
-
-        With a mean loss over the whole batch, the gradient reaching the latent kernel is
+        """With a mean loss over the whole batch, the gradient reaching the latent kernel is
         scale(theta, g_1) g_1 + scale(theta, g_2) g_2, g_r being half r's part of the
         gradient of w: what a rule that sees only its replica's gradient computes.
         """
 
         def call(self, inputs, training=None):
-            halves = ops.split(inputs, 2, axis=0)
+            rows = inputs.shape[0]
+            halves = [inputs] if rows is None or rows % 2 else ops.split(inputs, 2, axis=0)
             outputs = [ops.matmul(x, self._quantized_kernel(self.kernel, training))
                        for x in halves]
             return self._bias_and_activation(ops.concatenate(outputs, axis=0))
 
-    dense = PerShardQuantDense if per_shard else QuantDense
+    return PerShardQuantDense
+
+
+def _build(keras, case, per_shard=False, sum_over_replicas=True):
+    from keras_bilevel.keras3.layers import QuantDense
+    from keras_bilevel.keras3.quantizers import AdaSTE
+
+    dense = per_shard_dense(keras) if per_shard else QuantDense
 
     def quantizer():
         return AdaSTE(relaxed_forward=case["relaxed_forward"], variant=case["variant"],
@@ -186,6 +193,39 @@ def _replica_sums(strategy):
     }
 
 
+def _inference_under_strategy(keras, backend):
+    """Inference of a model whose two binary kernels have one shape, built under the
+    strategy: each layer must use its own kernel (a compiled sign once read the first
+    mirrored kernel for both). Compared with NumPy's forward pass."""
+    from keras_bilevel.keras3.layers import QuantDense
+
+    if backend == "jax":
+        import jax
+
+        scope = keras.distribution.DataParallel(devices=jax.devices()[:2]).scope()
+    else:
+        import tensorflow as tf
+
+        scope = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope()
+    rng = np.random.default_rng(3)
+    kernels = [rng.standard_normal((INPUTS, INPUTS)).astype(np.float32) for _ in range(2)]
+    x = rng.standard_normal((BATCH, INPUTS)).astype(np.float32)
+    with scope:
+        model = keras.Sequential([
+            keras.Input((INPUTS,)),
+            QuantDense(INPUTS, kernel_quantizer="ada_ste", use_bias=False),
+            QuantDense(INPUTS, kernel_quantizer="ada_ste", use_bias=False)])
+        model.set_weights(kernels)
+        quantized = [np.asarray(layer.kernel_quantizer(layer.kernel, training=False))
+                     for layer in model.layers]
+        outputs = np.asarray(model(x, training=False))
+    signs = [np.where(k >= 0, 1.0, -1.0) for k in kernels]
+    expected = (x @ signs[0]) @ signs[1]
+    return {"kernels_quantized_as_their_own": [bool(np.array_equal(q, s))
+                                               for q, s in zip(quantized, signs)],
+            "outputs_max_error": float(np.abs(outputs - expected).max())}
+
+
 def main(case_name):
     backend = os.environ.get("KERAS_BACKEND")
     if backend == "tensorflow":
@@ -205,6 +245,10 @@ def main(case_name):
                 ["/cpu:0", "/cpu:1"])))
         else:
             result["replica_sum"] = replica_sum(np.ones(2, np.float32))
+        print("RESULT " + json.dumps(result))
+        return
+    if case_name == "inference_under_strategy":
+        result.update(_inference_under_strategy(keras, backend))
         print("RESULT " + json.dumps(result))
         return
     case = CASES[case_name]

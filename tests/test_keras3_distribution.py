@@ -124,3 +124,13 @@ def test_replica_sum(backend):
     assert result["replica_sum_list"] == [[3.0, 3.0], [3.0, 3.0]]
     assert result["replica_sum_outside"] is None  # no step running: nothing to sum
     assert result["replica_sum_one_device"] is True
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_inference_under_a_strategy_uses_each_layers_own_kernel(backend):
+    """Two binary kernels of one shape, evaluated under the strategy: each layer's signs
+    are its own and the outputs are NumPy's (on TensorFlow, the compiled sign once read
+    the first mirrored kernel for every kernel of its shape)."""
+    result = _run(backend, "inference_under_strategy")
+    assert result["kernels_quantized_as_their_own"] == [True, True], result
+    assert result["outputs_max_error"] < 1e-4, result

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from keras_bilevel import _workers
@@ -87,3 +88,41 @@ def test_local_cluster_is_read_back_as_its_workers(backend):
     else:
         cluster = json.loads(environments[0]["TF_CONFIG"])["cluster"]["worker"]
         assert cluster == [f"127.0.0.1:{p}" for p in ports]
+
+
+@pytest.mark.parametrize("rows,replicas,expected", [
+    (128, 2, [(0, 64), (64, 128)]),
+    (14, 2, [(0, 7), (7, 14)]),                     # a last batch that splits evenly
+    (13, 2, [(0, 13), (0, 13)]),                    # one that does not: every replica
+    (12, 4, [(0, 3), (3, 6), (6, 9), (9, 12)]),
+    (10, 4, [(0, 10)] * 4),
+    (5, 1, [(0, 5)]),
+])
+def test_replica_rows(rows, replicas, expected):
+    assert [_workers.replica_rows(rows, replicas, r) for r in range(replicas)] == expected
+
+
+@pytest.mark.parametrize("rows,replicas", [(128, 2), (13, 2), (10, 4), (7, 3), (1, 2)])
+def test_replica_rows_give_the_batch_its_own_mean(rows, replicas):
+    """What the rule promises: the replicas' losses (each the mean over its rows, divided
+    by the number of replicas) add up to the mean over the batch, and the rows the
+    replicas take together have the batch's mean and variance (BatchNorm's statistics)."""
+    values = np.random.default_rng(rows).standard_normal(rows)
+    parts = [values[slice(*_workers.replica_rows(rows, replicas, r))] for r in range(replicas)]
+    assert sum(p.mean() / replicas for p in parts) == pytest.approx(values.mean(), abs=1e-12)
+    together = np.concatenate(parts)
+    assert together.mean() == pytest.approx(values.mean(), abs=1e-12)
+    assert together.var() == pytest.approx(values.var(), abs=1e-12)
+    assert len({len(p) for p in parts}) == 1  # equal shares: the engines need them
+
+
+def test_replica_rows_refuses_a_replica_out_of_range():
+    with pytest.raises(ValueError, match=r"not in \[0, 2\)"):
+        _workers.replica_rows(8, 2, 2)
+
+
+def test_check_batch_size():
+    _workers.check_batch_size(128, 2)
+    with pytest.raises(ValueError, match="--batch-size 129 does not split evenly over the 2 "
+                                         "replicas of this run: use a multiple of 2"):
+        _workers.check_batch_size(129, 2)

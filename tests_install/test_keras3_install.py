@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ENV = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "KERAS_BACKEND")}
@@ -80,6 +81,30 @@ def test_train_picks_the_installed_backend_and_says_so(tmp_path):
                             "(the Larq stack is not installed)"), first
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["backend"] == "jax" and metrics["test_accuracy"] > 0.5
+
+
+def test_two_workers_train_what_one_trains_on_a_current_jax(tmp_path):
+    """`--workers 2` on today's JAX: the run is written once, by the chief, and is the
+    one-worker run (tests/test_multi_worker.py has the tolerances and why)."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from tests.saved_runs import saved_weights
+
+    train = ["train", "--epochs", "3", "--hidden-units", "16", "--batch-size", "256"]
+    runs = {}
+    for workers in (1, 2):
+        runs[workers] = tmp_path / f"{workers}"
+        status, out, err = _cli(*train, "--workers", str(workers), "--output",
+                                str(runs[workers]))
+        assert status == 0, err[-3000:]
+    assert "worker 0 of 2, 2 replicas" in out
+    one, two = saved_weights(runs[1]), saved_weights(runs[2])
+    for name in one:
+        bound = 5e-3 if name.endswith("/vars/0") and name.startswith("quant_dense/") else (
+            1e-5 + 1e-6 * np.abs(one[name]))
+        assert (np.abs(one[name] - two[name]) <= bound).all(), name
+    metrics = [json.loads((runs[w] / "metrics.json").read_text()) for w in (1, 2)]
+    assert metrics[0]["test_accuracy"] == metrics[1]["test_accuracy"]
+    assert [m["workers"] for m in metrics] == [1, 2]
 
 
 @pytest.mark.parametrize("backend,extra", [("larq", "larq"), ("torch", "torch"),

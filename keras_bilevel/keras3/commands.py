@@ -8,10 +8,14 @@ Keras 2 (Keras 3 itself imports TensorFlow, where installed, to seed it and to s
 model files). A workflow on the public API; no training logic of its own.
 """
 
+import contextlib
+import os
+
 import keras
 
+from keras_bilevel import _workers
 from keras_bilevel._run_files import RUN_ARGUMENTS, announce, build_model, run_metrics
-from keras_bilevel.keras3 import data, methods, models
+from keras_bilevel.keras3 import data, methods, models, multi_worker
 from keras_bilevel.keras3.runs import RunDirectory
 
 __all__ = ["CPU_CONVOLUTION_NOTE", "TORCH_COMPILE_MIN_STEPS", "default_jit", "evaluate",
@@ -75,28 +79,37 @@ def _load_data(args, batch_size):
                      data_dir=args.data_dir, download=args.download)
 
 
-def _build(args, splits, run, jit=None):
+def _build(args, splits, run, cluster, jit=None, restart=False):
     """The seeded model and recipe, compiled (`jit`, or the backend's default for this
-    run), restored from the run's last checkpoint; returns
+    run) in the cluster's scope, restored from the run's last checkpoint when resuming
+    (or, with `restart`, whenever there is one); returns
     `(model, recipe, jit, epochs done)`."""
     keras.utils.set_random_seed(args.seed)
-    recipe = methods.make(args.method, splits.num_train, args.epochs, splits.steps_per_epoch,
-                          batch_size=args.batch_size)
-    model = build_model(models, args, splits, recipe)
-    if jit is None:
-        jit = default_jit(args.jit, steps=args.epochs * splits.steps_per_epoch)
-    model.compile(recipe.optimizer, _loss(), metrics=["accuracy"], jit_compile=jit)
-    return model, recipe, jit, run.restore(model, args.epochs)
+    with cluster.scope():
+        recipe = methods.make(args.method, splits.num_train, args.epochs,
+                              splits.steps_per_epoch, batch_size=args.batch_size)
+        model = build_model(models, args, splits, recipe)
+        if jit is None:
+            jit = default_jit(args.jit, steps=args.epochs * splits.steps_per_epoch)
+        model.compile(recipe.optimizer, _loss(), metrics=["accuracy"], jit_compile=jit)
+        cluster.prepare(model)
+        done = run.restore(model, args.epochs, resume=None if restart else args.resume)
+    return model, recipe, jit, done
 
 
-def _fit(model, recipe, args, splits, run, done):
+def _fit(model, recipe, args, splits, run, done, cluster):
     callbacks = list(recipe.callbacks) + run.callbacks(done)
-    if args.tensorboard:
+    if args.tensorboard and cluster.is_chief:
         callbacks.append(keras.callbacks.TensorBoard(f"{args.output}/tensorboard"))
     if done < args.epochs:
-        model.fit(splits.train_epochs(done, args.epochs), initial_epoch=done,
-                  epochs=args.epochs, steps_per_epoch=splits.steps_per_epoch,
-                  validation_data=splits.validation, validation_batch_size=args.batch_size,
+        steps = splits.steps_per_epoch
+        validation = None
+        if splits.validation is not None:
+            validation = cluster.evaluation_data(*splits.validation, args.batch_size)
+        model.fit(cluster.train_batches(lambda: splits.train_epochs(done, args.epochs),
+                                        (args.epochs - done) * steps),
+                  initial_epoch=done, epochs=args.epochs, steps_per_epoch=steps,
+                  validation_data=validation, validation_batch_size=args.batch_size,
                   callbacks=callbacks, shuffle=False, verbose=1)  # shuffled by epoch
 
 
@@ -104,20 +117,36 @@ def train(args):
     """Train, checkpointing every epoch into `args.output`; with `args.resume`, continue
     the interrupted run there. Writes history.csv, model.keras, metrics.json, curves.png.
 
+    With `args.worker_setup` this process is one worker of a multi-worker run on JAX or
+    TensorFlow (`keras_bilevel.keras3.multi_worker`): the same training on the global
+    batch; only the chief writes `args.output`.
+
     On PyTorch with the default `--jit`, a step that torch.compile cannot compile is
     reported in one line and the run starts again from its last checkpoint (or from the
     start), eagerly: the same model, weights and batches as a run with `--no-jit`."""
+    cluster = multi_worker.connect(getattr(args, "worker_setup", None))
+    try:
+        with _lost_workers(cluster):
+            return _train(args, cluster)
+    finally:
+        cluster.close()
+
+
+def _train(args, cluster):
     keras.utils.set_random_seed(args.seed)
     splits = _load_data(args, args.batch_size)
-    run = RunDirectory(args.output)  # written from here on, once the data is there
+    cluster.check_batch_size(args.batch_size)
+    # Written from here on (by the chief), once the data is there.
+    run = RunDirectory(args.output, writer=cluster.is_chief, worker=cluster.index,
+                       save_dir=cluster.writable(os.path.join(args.output, "checkpoint")))
     run.prepare({name: getattr(args, name) for name in RUN_ARGUMENTS}, resume=args.resume)
-    model, recipe, jit, done = _build(args, splits, run)
-    announce(args, done, jit)
+    model, recipe, jit, done = _build(args, splits, run, cluster)
+    announce(args, done, jit, cluster)
     note = _slow_convolutions_note(args)
     if note:
         print(note)
     try:
-        _fit(model, recipe, args, splits, run, done)
+        _fit(model, recipe, args, splits, run, done, cluster)
     except Exception as error:
         fallback = (args.jit is None and jit and keras.backend.backend() == "torch"
                     and _is_torch_compile_error(error))
@@ -126,13 +155,31 @@ def train(args):
         first = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
         print(f"torch.compile could not compile the training step ({type(error).__name__}: "
               f"{first}); training eagerly instead (--no-jit)")
-        model, recipe, jit, done = _build(args, splits, run, jit=False)
-        _fit(model, recipe, args, splits, run, done)
+        model, recipe, jit, done = _build(args, splits, run, cluster, jit=False,
+                                          restart=True)
+        _fit(model, recipe, args, splits, run, done, cluster)
     print("Evaluating the binary network on the test set")
-    test_loss, test_accuracy = model.evaluate(*splits.test, batch_size=args.batch_size,
-                                              verbose=1)
-    model.save(f"{args.output}/model.keras")
-    return run_metrics(args, run, splits, recipe, jit, test_loss, test_accuracy)
+    test_loss, test_accuracy = cluster.evaluate(model, *splits.test, args.batch_size)
+    with cluster.portable(model):
+        model.save(cluster.writable(f"{args.output}/model.keras"))
+    if not cluster.is_chief:
+        return None
+    return run_metrics(args, run, splits, recipe, jit, test_loss, test_accuracy,
+                       workers=cluster.count)
+
+
+@contextlib.contextmanager
+def _lost_workers(cluster):
+    """A collective operation that failed because another worker is gone ends the run
+    with `keras_bilevel._workers.WorkerLost`, one line."""
+    try:
+        yield
+    except Exception as error:
+        if not cluster.lost_worker(error):
+            raise
+        raise _workers.WorkerLost(
+            f"worker {cluster.index} of {cluster.count}: another worker stopped answering "
+            f"({type(error).__name__})") from error
 
 
 def _load_model(path):

@@ -87,7 +87,18 @@ def _fused_on_device(fused, tensor_arguments):
     `keras.ops` binding takes them."""
 
     def tensor(x):  # a Keras variable as its backend's own variable or tensor
-        return x.value if isinstance(x, keras.Variable) else ops.convert_to_tensor(x)
+        if not isinstance(x, keras.Variable):
+            return ops.convert_to_tensor(x)
+        if keras.backend.backend() == "tensorflow":
+            # Its value (Keras' convert_to_tensor passes a tf.Variable through): a
+            # tf.function traces a variable argument by shape, and under tf.distribute the
+            # first mirrored variable is captured by the trace, so that every later call
+            # with a variable of that shape read the first one (every 64x64 kernel of a
+            # model evaluated as the first one's, found under MultiWorkerMirroredStrategy).
+            import tensorflow as tf  # the backend: loaded already
+
+            return tf.convert_to_tensor(x.value)
+        return x.value
 
     @functools.wraps(fused)
     def run(*args, **kwargs):

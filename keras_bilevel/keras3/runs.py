@@ -48,6 +48,8 @@ class RunDirectory(RunFiles):
 
     # Arguments
         path: the directory; created by `prepare` if missing.
+        writer, save_dir, worker: for a multi-worker run (`RunFiles`): the other
+            workers read `path` and save their checkpoints to `save_dir`.
     """
 
     def _checkpoints(self):
@@ -63,13 +65,14 @@ class RunDirectory(RunFiles):
         """Epochs finished and checkpointed (0 when there is no checkpoint)."""
         return max(self._checkpoints(), default=0)
 
-    def restore(self, model, epochs):
+    def restore(self, model, epochs, resume=None):
         """Load the last checkpoint into `model` and its optimizer; returns the number of
-        finished epochs (0, and nothing loaded, when there is none yet).
+        finished epochs (0, and nothing loaded, when there is none yet, or when `resume`
+        is False).
 
         Call it after `compile`; the optimizer's variables are created here if needed.
         """
-        done = self.epochs_done()
+        done = 0 if resume is False else self.epochs_done()
         self._seconds = []
         if done:
             model.optimizer.build(model.trainable_variables)
@@ -83,10 +86,12 @@ class RunDirectory(RunFiles):
     def save(self, model, epoch, seconds):
         """Checkpoint `model` after epoch `epoch` (0-based), which took `seconds`."""
         self._seconds = self._seconds[:epoch] + [seconds]
+        partial = os.path.join(self.save_dir, "partial.keras")
+        model.save(partial)  # on every worker: saving may be a collective operation
+        if not self.writer:
+            return
         write_atomically(os.path.join(self.checkpoint_dir, _PROGRESS),
                          json.dumps({"seconds": self._seconds}))
-        partial = os.path.join(self.checkpoint_dir, "partial.keras")
-        model.save(partial)
         os.replace(partial, os.path.join(self.checkpoint_dir, f"epoch-{epoch + 1:04d}.keras"))
         for done, path in self._checkpoints().items():
             if done != epoch + 1:
@@ -95,9 +100,11 @@ class RunDirectory(RunFiles):
     def callbacks(self, initial_epoch):
         """The callbacks that write history.csv and the checkpoint, in that order; put
         them after any callback that adds to the epoch logs."""
-        found = [keras.callbacks.CSVLogger(self.history_path, append=initial_epoch > 0),
-                 _EpochCheckpoint(self)]
-        interrupt = interrupt_point()
+        found = [_EpochCheckpoint(self)]
+        if self.writer:
+            found.insert(0, keras.callbacks.CSVLogger(self.history_path,
+                                                      append=initial_epoch > 0))
+        interrupt = interrupt_point(self.worker)
         if interrupt:
             found.append(_InterruptForTests(*interrupt))
         return found

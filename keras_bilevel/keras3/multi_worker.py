@@ -1,0 +1,263 @@
+"""One Keras 3 model trained by several worker processes: JAX's and TensorFlow's engines.
+
+The Keras 3 twin of `keras_bilevel.multi_worker`, one call per worker, `connect()`:
+
+- JAX: `jax.distributed.initialize` with the coordinator's address, the number of
+  processes and this process's index (arguments, else `JAX_COORDINATOR_ADDRESS`,
+  `JAX_NUM_PROCESSES`, `JAX_PROCESS_ID`), then `keras.distribution.DataParallel` over
+  the devices of every process. The training step is one program over the global batch,
+  which XLA partitions: the gradient, AdaSTE's sign test and BatchNorm's statistics are
+  the global batch's. Each process feeds its rows of each global batch
+  (`train_batches`), which `jax.make_array_from_process_local_data` assembles.
+- TensorFlow: `tf.distribute.MultiWorkerMirroredStrategy` from `TF_CONFIG`, with
+  synchronized BatchNorm (`prepare`) and the quantizer's and `LatentMomentum`'s sums
+  over replicas (`keras_bilevel.keras3.distribution.replica_sum`). Keras 3.15's `fit`
+  and `evaluate` fail under that strategy (tensorflow/tensorflow#72388: the trainer
+  reduces its first batch and every step's logs across workers in ways the strategy
+  cannot), so here each worker hands Keras its own batches as a distributed dataset
+  of its own (nothing to reduce) and the logs are averaged over workers as scalars:
+  both in `keras_bilevel.keras3._tf_workers`, used only in a multi-worker TensorFlow
+  run.
+- PyTorch: Keras 3 has no distribution API for it; refused in one line.
+
+The batches follow `keras_bilevel._workers.replica_rows`: equal parts of each global
+batch, or the whole of a last partial batch that does not split evenly on every
+replica, so that training is the single-device algorithm. Evaluation is not sharded:
+every worker evaluates the whole split (the metrics of copies are the metrics of the
+split), in the time one machine takes. Every worker must call `model.save` (Keras'
+saving creates variables, a collective operation under a distribution), the others into
+a scratch directory (`writable`). Without settings, `connect()` gives a single process.
+
+!!! example
+    ```python
+    cluster = keras_bilevel.keras3.multi_worker.connect()      # first thing
+    with cluster.scope():
+        model = keras_bilevel.keras3.models.binary_mlp((8, 8, 1), hidden_units=256)
+        model.compile(optimizer, loss, metrics=["accuracy"])
+    cluster.prepare(model)
+    model.fit(cluster.train_batches(lambda: splits.train_epochs(0, 10), 10 * steps),
+              epochs=10, steps_per_epoch=steps,
+              validation_data=cluster.evaluation_data(*splits.validation, batch_size=128))
+    ```
+"""
+
+import contextlib
+import os
+import shutil
+import tempfile
+
+import keras
+import numpy as np
+
+from keras_bilevel import _workers
+
+__all__ = ["MultiWorker", "connect"]
+
+# In the text of an error JAX raises when another process is gone (gloo's TCP transport,
+# NCCL on GPUs, the coordination service).
+_JAX_LOST_WORKER = ("Gloo", "gloo", "NCCL", "Connection reset", "coordination service",
+                    "UNAVAILABLE", "DEADLINE_EXCEEDED", "heartbeat")
+
+
+def connect(setup=None, coordinator=None, num_processes=None, process_id=None):
+    """This worker's `MultiWorker` for the running Keras backend; call it first.
+
+    # Arguments
+        setup: a `keras_bilevel._workers.WorkerSetup`; None reads the engine's settings
+            (TF_CONFIG, or for JAX the arguments and the `JAX_*` variables).
+        coordinator, num_processes, process_id: JAX's settings, when `setup` is None.
+
+    # Raises
+        ValueError: settings that are malformed, or several workers on PyTorch.
+    """
+    backend = keras.backend.backend()
+    if setup is None:
+        setup = _workers.worker_setup(backend, coordinator, num_processes, process_id)
+    if setup is None:
+        return MultiWorker(None)
+    if backend not in _workers.ENGINES:
+        raise ValueError(_workers.no_engine_message(backend))
+    if backend == "jax":
+        return _JaxWorkers(setup)
+    return _TensorFlowWorkers(setup)
+
+
+class MultiWorker:
+    """This process's part in a training run: on its own, a single process.
+
+    # Attributes
+        count, index, is_chief, replicas: as in `keras_bilevel.multi_worker.MultiWorker`.
+    """
+
+    count, index, replicas = 1, 0, 1
+
+    def __init__(self, setup):
+        self.setup = setup
+        self._scratch = None
+        if setup is not None:
+            self.count, self.index = setup.count, setup.index
+
+    @property
+    def is_chief(self):
+        return self.index == 0
+
+    def lost_worker(self, error):
+        """Whether `error` is a collective operation's failure for a worker that is gone."""
+        return False
+
+    def scope(self):
+        """Build and compile the model inside this scope."""
+        return contextlib.nullcontext()
+
+    def check_batch_size(self, batch_size):
+        """ValueError in one line unless the global batch splits over the replicas."""
+        _workers.check_batch_size(batch_size, self.replicas)
+
+    def prepare(self, model):
+        """Make `model`'s BatchNorm statistics the global batch's (where the engine
+        does not already)."""
+
+    @contextlib.contextmanager
+    def portable(self, model):
+        """Within the block `model` saves as a single-device model does."""
+        yield
+
+    def train_batches(self, batches, steps):
+        """What `fit` takes for the global batches `batches()` (a function returning an
+        iterable of `(images, labels)` batches, `steps` of them): this worker's rows."""
+        return batches()
+
+    def evaluation_data(self, images, labels, batch_size):
+        """`validation_data` for `fit`, evaluating every example once."""
+        return images, labels
+
+    def evaluate(self, model, images, labels, batch_size):
+        """`model.evaluate` on the whole split; returns Keras' results."""
+        return model.evaluate(images, labels, batch_size=batch_size, verbose=1)
+
+    def writable(self, path):
+        """`path` on the chief; on another worker the same name in a scratch directory
+        (removed by `close`), for the saves every worker must make."""
+        if self.is_chief:
+            return path
+        if self._scratch is None:
+            self._scratch = tempfile.mkdtemp(prefix=f"keras-bilevel-worker{self.index}-")
+        return os.path.join(self._scratch, os.path.basename(os.path.normpath(path)))
+
+    def close(self):
+        """Remove this worker's scratch directory."""
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+    def _local_rows(self, images, labels, replicas, first, local):
+        """This process's rows of one global batch for its replicas `first`,
+        `first + 1`, ..., `first + local - 1` of `replicas`, in order."""
+        bounds = [_workers.replica_rows(len(labels), replicas, first + j)
+                  for j in range(local)]
+        if bounds[0][1] - bounds[0][0] == len(labels):  # every replica takes the batch
+            return np.concatenate([images] * local), np.concatenate([labels] * local)
+        return images[bounds[0][0]:bounds[-1][1]], labels[bounds[0][0]:bounds[-1][1]]
+
+
+class _JaxWorkers(MultiWorker):
+    """JAX: `jax.distributed` and `DataParallel` over every process's devices."""
+
+    def __init__(self, setup):
+        super().__init__(setup)
+        import jax
+
+        jax.distributed.initialize(setup.coordinator, setup.count, setup.index)
+        self.replicas = jax.device_count()
+        self._local = jax.local_device_count()
+        self._first = jax.process_index() * self._local
+        keras.distribution.set_distribution(keras.distribution.DataParallel(
+            devices=jax.devices(), auto_shard_dataset=False))
+
+    def lost_worker(self, error):
+        # XLA's runtime error, which JAX raises as such or as a ValueError, naming the
+        # collectives' transport (gloo on CPUs) or the coordination service.
+        import jax
+
+        text = str(error)
+        return isinstance(error, (jax.errors.JaxRuntimeError, ValueError)) and any(
+            marker in text for marker in _JAX_LOST_WORKER)
+
+    def train_batches(self, batches, steps):
+        for images, labels in batches():
+            yield self._local_rows(images, labels, self.replicas, self._first, self._local)
+
+    def evaluate(self, model, images, labels, batch_size):
+        # Every process passes the whole split: the global batch is copies of it.
+        return model.evaluate(images, labels, batch_size=batch_size, verbose=1)
+
+
+class _TensorFlowWorkers(MultiWorker):
+    """TensorFlow: `MultiWorkerMirroredStrategy`, one replica per worker."""
+
+    def __init__(self, setup):
+        super().__init__(setup)
+        import tensorflow as tf
+
+        from keras_bilevel.keras3 import _tf_workers
+
+        self._tf, self._tf_workers = tf, _tf_workers
+        self.strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        self.replicas = self.strategy.num_replicas_in_sync
+        if self.replicas != self.count:
+            raise ValueError(
+                f"--backend tensorflow trains on several workers with one device each "
+                f"(this worker has {self.replicas // self.count}): start one worker per "
+                "GPU, each seeing one (CUDA_VISIBLE_DEVICES), or use --backend larq")
+        _tf_workers.average_logs_over_workers()
+
+    def scope(self):
+        return self.strategy.scope()
+
+    def lost_worker(self, error):
+        return isinstance(error, self._tf_workers.LOST_WORKER_ERRORS)
+
+    def prepare(self, model):
+        _set_synchronized(model, True)
+
+    @contextlib.contextmanager
+    def portable(self, model):
+        _set_synchronized(model, False)
+        try:
+            yield
+        finally:
+            _set_synchronized(model, True)
+
+    def train_batches(self, batches, steps):
+        def rows():
+            for images, labels in batches():
+                yield self._local_rows(images, labels, self.replicas, self.index, 1)
+
+        return self._batches(rows, steps)
+
+    def evaluation_data(self, images, labels, batch_size):
+        def whole():
+            for start in range(0, len(labels), batch_size):
+                yield images[start:start + batch_size], labels[start:start + batch_size]
+
+        return self._batches(whole, -(-len(labels) // batch_size))
+
+    def evaluate(self, model, images, labels, batch_size):
+        return model.evaluate(self.evaluation_data(images, labels, batch_size), verbose=1)
+
+    def _batches(self, rows, steps):
+        tf = self._tf
+        first_images, first_labels = next(iter(rows()))
+        signature = (tf.TensorSpec((None, *first_images.shape[1:]), tf.float32),
+                     tf.TensorSpec((None,), tf.as_dtype(first_labels.dtype)))
+        return self._tf_workers.WorkerBatches(
+            lambda: tf.data.Dataset.from_generator(rows, output_signature=signature), steps)
+
+
+def _set_synchronized(model, synchronized):
+    """Set `synchronized` on every BatchNorm layer of `model` (nested models included);
+    it is read when the layer runs, so it can change after the model is built."""
+    for layer in getattr(model, "layers", ()):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = synchronized
+        _set_synchronized(layer, synchronized)
