@@ -24,11 +24,14 @@ batch (`replica_rows`); it imports no TensorFlow, JAX or Keras.
 import dataclasses
 import json
 import os
+import shutil
 import socket
+import tempfile
 from typing import Optional
 
-__all__ = ["ENGINES", "WorkerLost", "WorkerSetup", "check_batch_size", "free_ports",
-           "local_cluster", "no_engine_message", "replica_rows", "worker_setup"]
+__all__ = ["ENGINES", "WorkerFiles", "WorkerLost", "WorkerSetup", "check_batch_size",
+           "free_ports", "local_cluster", "no_engine_message", "replica_rows", "train_as",
+           "worker_setup"]
 
 # The engine that runs several workers, per backend; PyTorch has none in Keras 3.
 ENGINES = {"larq": "tensorflow", "tensorflow": "tensorflow", "jax": "jax"}
@@ -198,3 +201,50 @@ def check_batch_size(batch_size, replicas):
         raise ValueError(f"--batch-size {batch_size} does not split evenly over the "
                          f"{replicas} replicas of this run: use a multiple of {replicas} "
                          "(the batch size is the global batch, shared by all workers)")
+
+
+class WorkerFiles:
+    """Where a worker writes: the chief (index 0) writes the run's own paths; another
+    worker, which must still save (saving is a collective operation on both engines),
+    the same names in a scratch directory of its own. Mixed into the front ends'
+    `MultiWorker` classes, which set `index` and say which errors mean a lost worker."""
+
+    index = 0
+    _scratch = None
+
+    @property
+    def is_chief(self):
+        return self.index == 0
+
+    def lost_worker(self, error):
+        """Whether `error` is a collective operation failing for a worker that is gone."""
+        return False
+
+    def writable(self, path):
+        """`path` on the chief; on another worker the same name in its scratch directory
+        (removed by `close`)."""
+        if self.is_chief:
+            return path
+        if self._scratch is None:
+            self._scratch = tempfile.mkdtemp(prefix=f"keras-bilevel-worker{self.index}-")
+        return os.path.join(self._scratch, os.path.basename(os.path.normpath(path)))
+
+    def close(self):
+        """Remove this worker's scratch directory."""
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+
+def train_as(cluster, train, args):
+    """`train(args, cluster)`: a collective operation that failed because another
+    worker is gone ends it with `WorkerLost` (one line); the scratch directory goes."""
+    try:
+        return train(args, cluster)
+    except Exception as error:
+        if not cluster.lost_worker(error):
+            raise
+        raise WorkerLost(f"worker {cluster.index} of {cluster.count}: another worker "
+                         f"stopped answering ({type(error).__name__})") from error
+    finally:
+        cluster.close()

@@ -7,7 +7,6 @@ runs, export); no training logic of its own.
 
 import keras_bilevel._keras2  # noqa: F401  (Keras 2 mode before TensorFlow)
 
-import contextlib
 import os
 
 import tensorflow as tf
@@ -32,11 +31,7 @@ def train(args):
     one worker of a multi-worker run (`keras_bilevel.multi_worker`): the same training on
     the global batch; only the chief writes `args.output`."""
     cluster = multi_worker.connect(getattr(args, "worker_setup", None))
-    try:
-        with _lost_workers(cluster):
-            return _train(args, cluster)
-    finally:
-        cluster.close()
+    return _workers.train_as(cluster, _train, args)
 
 
 def _train(args, cluster):
@@ -78,20 +73,6 @@ def _train(args, cluster):
         return None
     return run_metrics(args, run, splits, recipe, jit, test_loss, test_accuracy,
                        workers=cluster.count)
-
-
-@contextlib.contextmanager
-def _lost_workers(cluster):
-    """A collective operation that failed because another worker is gone ends the run
-    with `keras_bilevel._workers.WorkerLost`, one line."""
-    try:
-        yield
-    except multi_worker.LOST_WORKER_ERRORS as error:
-        if not cluster.multi_worker:
-            raise
-        raise _workers.WorkerLost(
-            f"worker {cluster.index} of {cluster.count}: another worker stopped answering "
-            f"({type(error).__name__})") from error
 
 
 def evaluate(args):

@@ -37,9 +37,6 @@ process with TensorFlow's default strategy, so the same code trains on one machi
 import keras_bilevel._keras2  # noqa: F401  (Keras 2 mode before TensorFlow)
 
 import contextlib
-import os
-import shutil
-import tempfile
 
 import tensorflow as tf
 
@@ -67,13 +64,14 @@ def connect(setup=None):
     return MultiWorker(setup)
 
 
-class MultiWorker:
+class MultiWorker(_workers.WorkerFiles):
     """This process's part in a (possibly one-process) training run; see the module.
 
     # Attributes
         strategy: `MultiWorkerMirroredStrategy`, or the default strategy for one process.
         count: the number of workers; index: this worker's, 0 for the chief.
-        is_chief: whether this worker writes the run's files.
+        is_chief: whether this worker writes the run's files (`writable`, `close`:
+            `keras_bilevel._workers.WorkerFiles`).
         replicas: replicas in sync over all workers (one per worker on CPUs).
     """
 
@@ -85,11 +83,6 @@ class MultiWorker:
         else:
             self.strategy = tf.distribute.MultiWorkerMirroredStrategy()
             self.count, self.index = setup.count, setup.index
-        self._scratch = None
-
-    @property
-    def is_chief(self):
-        return self.index == 0
 
     @property
     def replicas(self):
@@ -98,6 +91,9 @@ class MultiWorker:
     @property
     def multi_worker(self):
         return self.setup is not None
+
+    def lost_worker(self, error):
+        return self.multi_worker and isinstance(error, LOST_WORKER_ERRORS)
 
     def scope(self):
         """Build and compile the model (and its optimizer) inside this scope."""
@@ -131,21 +127,6 @@ class MultiWorker:
             yield
         finally:
             _set_batch_norm(model, synchronized=True, fused=False)
-
-    def writable(self, path):
-        """`path` on the chief; on another worker the same name in a scratch directory
-        of its own (removed by `close`), for the saves every worker must make."""
-        if self.is_chief:
-            return path
-        if self._scratch is None:
-            self._scratch = tempfile.mkdtemp(prefix=f"keras-bilevel-worker{self.index}-")
-        return os.path.join(self._scratch, os.path.basename(os.path.normpath(path)))
-
-    def close(self):
-        """Remove this worker's scratch directory."""
-        if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
-            self._scratch = None
 
     def distribute(self, batches, batch_size, num_examples):
         """The global batches of `batches` (a `tf.data.Dataset` of `(images, labels)`

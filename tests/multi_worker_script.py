@@ -37,6 +37,47 @@ def _max_diff(a, b):
                for u, v in zip(a.get_weights(), b.get_weights()))
 
 
+def _small_network(keras, dense, adaste, optimizer, sum_over_replicas=True, **compile_args):
+    """QuantDense-BatchNorm-ReLU-QuantDense from the shared initial weights, compiled with
+    LatentMomentum, in the front end `keras` (tf.keras or Keras 3) with its `dense`
+    layer, `adaste` quantizer and `optimizer` (LatentMomentum) classes."""
+
+    def quantizer():
+        return adaste(variant="reference", relaxed_forward=True,
+                      sum_over_replicas=sum_over_replicas)
+
+    model = keras.Sequential([
+        keras.Input((shared.INPUTS,)),
+        dense(shared.HIDDEN, kernel_quantizer=quantizer(), use_bias=False),
+        keras.layers.BatchNormalization(center=False, scale=False),
+        keras.layers.ReLU(),
+        dense(shared.CLASSES, kernel_quantizer=quantizer()),
+    ])
+    w1, w2, b2 = shared.initial_weights()
+    model.layers[0].set_weights([w1])
+    model.layers[3].set_weights([w2, b2])
+    model.compile(optimizer(0.01, momentum=0.9, gradient_scale=1.0, latent_decay=0.0),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  **compile_args)
+    return model
+
+
+def _fit(model, data, anneal_mu):
+    model.fit(data, epochs=EPOCHS, steps_per_epoch=STEPS, verbose=0, shuffle=False,
+              callbacks=[anneal_mu(2.0)])
+    return model
+
+
+def _distributed(cluster, model, batches, anneal_mu, prepare=True, **kwargs):
+    """`model(**kwargs)` built in the cluster's scope (with synchronized BatchNorm unless
+    `prepare` is False), trained on the cluster's `batches()`."""
+    with cluster.scope():
+        built = model(**kwargs)
+        if prepare:
+            cluster.prepare(built)
+    return _fit(built, batches(), anneal_mu)
+
+
 def _global_batches(x, y):
     """The global batches of every epoch, in order (no shuffling), as NumPy."""
     for _ in range(EPOCHS):
@@ -64,39 +105,15 @@ def _larq(result_path):
                           tf.TensorSpec((None,), tf.int64)))
 
     def model(sum_over_replicas=True):
-        def quantizer():
-            return AdaSTE(variant="reference", relaxed_forward=True,
-                          sum_over_replicas=sum_over_replicas)
+        return _small_network(tf.keras, larq.layers.QuantDense, AdaSTE, LatentMomentum,
+                              sum_over_replicas)
 
-        built = tf.keras.Sequential([
-            tf.keras.Input((shared.INPUTS,)),
-            larq.layers.QuantDense(shared.HIDDEN, kernel_quantizer=quantizer(),
-                                   use_bias=False),
-            tf.keras.layers.BatchNormalization(center=False, scale=False),
-            tf.keras.layers.ReLU(),
-            larq.layers.QuantDense(shared.CLASSES, kernel_quantizer=quantizer()),
-        ])
-        w1, w2, b2 = shared.initial_weights()
-        built.layers[0].set_weights([w1])
-        built.layers[3].set_weights([w2, b2])
-        built.compile(LatentMomentum(0.01, momentum=0.9, gradient_scale=1.0,
-                                     latent_decay=0.0),
-                      tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        return built
+    def distributed(**kwargs):
+        return _distributed(cluster, model,
+                            lambda: cluster.distribute(batches, BATCH, EXAMPLES), AnnealMu,
+                            **kwargs)
 
-    def fit(built, data):
-        built.fit(data, epochs=EPOCHS, steps_per_epoch=STEPS, verbose=0,
-                  callbacks=[AnnealMu(2.0)])
-        return built
-
-    def distributed(prepare=True, **kwargs):
-        with cluster.scope():
-            built = model(**kwargs)
-        if prepare:
-            cluster.prepare(built)
-        return fit(built, cluster.distribute(batches, BATCH, EXAMPLES))
-
-    local = fit(model(), batches)
+    local = _fit(model(), batches, AnnealMu)
     multi = distributed()
     return {"replicas": cluster.replicas, "workers": cluster.count,
             "parallel": _max_diff(local, multi),
@@ -121,48 +138,22 @@ def _keras3(result_path):
     x, y = shared.data(EXAMPLES)
 
     def model(sum_over_replicas=True, per_shard=False):
-        dense = QuantDense
-        if per_shard:  # the rule on each half of the batch: what two workers' rules do
-            dense = shared.per_shard_dense(keras)
+        # per_shard: the rule on each half of the batch, what two workers' rules do.
+        dense = shared.per_shard_dense(keras) if per_shard else QuantDense
+        return _small_network(keras, dense, AdaSTE, LatentMomentum, sum_over_replicas,
+                              jit_compile=backend == "jax")
 
-        def quantizer():
-            return AdaSTE(variant="reference", relaxed_forward=True,
-                          sum_over_replicas=sum_over_replicas)
-
-        built = keras.Sequential([
-            keras.Input((shared.INPUTS,)),
-            dense(shared.HIDDEN, kernel_quantizer=quantizer(), use_bias=False),
-            keras.layers.BatchNormalization(center=False, scale=False),
-            keras.layers.ReLU(),
-            dense(shared.CLASSES, kernel_quantizer=quantizer()),
-        ])
-        w1, w2, b2 = shared.initial_weights()
-        built.layers[0].set_weights([w1])
-        built.layers[3].set_weights([w2, b2])
-        built.compile(LatentMomentum(0.01, momentum=0.9, gradient_scale=1.0,
-                                     latent_decay=0.0),
-                      keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      jit_compile=backend == "jax")
-        return built
-
-    def fit(built, data):
-        built.fit(data, epochs=EPOCHS, steps_per_epoch=STEPS, verbose=0, shuffle=False,
-                  callbacks=[AnnealMu(2.0)])
-        return built
-
-    def distributed(prepare=True, **kwargs):
-        with cluster.scope():
-            built = model(**kwargs)
-            if prepare:
-                cluster.prepare(built)
-        return fit(built, cluster.train_batches(lambda: _global_batches(x, y),
-                                                EPOCHS * STEPS))
+    def distributed(**kwargs):
+        return _distributed(
+            cluster, model,
+            lambda: cluster.train_batches(lambda: _global_batches(x, y), EPOCHS * STEPS),
+            AnnealMu, **kwargs)
 
     def on_one_device(**kwargs):
         everywhere = keras.distribution.distribution()
         keras.distribution.set_distribution(None)  # JAX: this process's device only
         try:
-            return fit(model(**kwargs), _global_batches(x, y))
+            return _fit(model(**kwargs), _global_batches(x, y), AnnealMu)
         finally:
             keras.distribution.set_distribution(everywhere)
 

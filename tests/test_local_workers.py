@@ -125,16 +125,9 @@ def test_the_killed_worker_is_blamed_before_the_others_reaction():
     assert _local_workers._first_failure([Ended(0), Ended(None)]) is None
 
 
-def test_ctrl_c_stops_every_worker(tmp_path):
-    """SIGINT to the launcher (as Ctrl-C sends to the foreground job): the workers are
-    stopped and the launcher raises KeyboardInterrupt, so the command ends with 130."""
-    script = ("import json, os, sys\n"
-              "from keras_bilevel import _local_workers\n"
-              "try:\n"
-              f"    _local_workers.run_local_workers('larq', 2, ['train'], command={COMMAND!r},"
-              " announce=None, grace_seconds=2)\n"
-              "except KeyboardInterrupt:\n"
-              "    sys.exit(130)\n")
+def _launcher_with_two_sleepers(tmp_path, script):
+    """A launcher process running `script`, once both its stand-in workers sleep;
+    returns the launcher and the workers' process ids."""
     env = {**os.environ, "STAND_IN": json.dumps({"0": "sleep", "1": "sleep"}),
            "PID_FILE": str(tmp_path / "pid")}
     launcher = subprocess.Popen([sys.executable, "-c", script], env=env,
@@ -143,10 +136,23 @@ def test_ctrl_c_stops_every_worker(tmp_path):
     while not all((tmp_path / f"pid{i}").exists() for i in (0, 1)):
         assert time.monotonic() < deadline and launcher.poll() is None
         time.sleep(0.1)
+    return launcher, [int((tmp_path / f"pid{i}").read_text()) for i in (0, 1)]
+
+
+def test_ctrl_c_stops_every_worker(tmp_path):
+    """SIGINT to the launcher (as Ctrl-C sends to the foreground job): the workers are
+    stopped and the launcher raises KeyboardInterrupt, so the command ends with 130."""
+    script = ("import sys\n"
+              "from keras_bilevel import _local_workers\n"
+              "try:\n"
+              f"    _local_workers.run_local_workers('larq', 2, ['train'], command={COMMAND!r},"
+              " announce=None, grace_seconds=2)\n"
+              "except KeyboardInterrupt:\n"
+              "    sys.exit(130)\n")
+    launcher, pids = _launcher_with_two_sleepers(tmp_path, script)
     launcher.send_signal(signal.SIGINT)
     assert launcher.wait(timeout=30) == 130
-    for index in (0, 1):
-        assert not _alive(int((tmp_path / f"pid{index}").read_text()))
+    assert not any(_alive(pid) for pid in pids)
 
 
 def test_workers_die_with_a_killed_launcher(tmp_path):
@@ -154,17 +160,9 @@ def test_workers_die_with_a_killed_launcher(tmp_path):
     script = ("from keras_bilevel import _local_workers\n"
               f"_local_workers.run_local_workers('jax', 2, ['train'], command={COMMAND!r},"
               " announce=None)\n")
-    env = {**os.environ, "STAND_IN": json.dumps({"0": "sleep", "1": "sleep"}),
-           "PID_FILE": str(tmp_path / "pid")}
-    launcher = subprocess.Popen([sys.executable, "-c", script], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while not all((tmp_path / f"pid{i}").exists() for i in (0, 1)):
-        assert time.monotonic() < deadline and launcher.poll() is None
-        time.sleep(0.1)
+    launcher, pids = _launcher_with_two_sleepers(tmp_path, script)
     launcher.kill()
     launcher.wait()
-    pids = [int((tmp_path / f"pid{i}").read_text()) for i in (0, 1)]
     deadline = time.monotonic() + 10
     while any(_alive(pid) for pid in pids):
         assert time.monotonic() < deadline, "a worker outlived its launcher"

@@ -15,19 +15,20 @@ differ. How far that goes is measured here, not assumed:
 - `keras-bilevel train --workers 2` against `--workers 1` with the default AdaSTE
   recipe (Adam): after 3 epochs every BatchNorm statistic and mu agree within 1e-5 (or
   1e-6 of their value), and so do the latent kernels but for a few weights, within 5e-3
-  (half of one Adam step at the learning rate 1e-2); the test accuracy is the same. Two things make those few
-  weights, and not the algorithm: (1) the input layer. Many of the digits' pixels are
-  (almost) always 0, a constant that the following BatchNorm removes, so their rows'
-  gradients are sums that cancel to rounding noise; Adam divides each gradient by its
-  own running magnitude (g / (sqrt(v) + 1e-7)), which makes that noise, different for
-  any other summation order, a step of up to ~1e-5 each: one step already differs by
-  6e-6 there and every other layer by 5e-7 (measured). (2) AdaSTE's rule is
-  discontinuous in g (its sign test, and its dead band |g| < 1e-3): a gradient within
-  rounding of a threshold is scaled one way in one order and the other way in another,
-  and Adam carries that step on (measured: 1 of 8,832 hidden and output weights, on
-  Keras 3 on TensorFlow, with 64 hidden units). Hence at most 1 in 1,000 of those may
-  leave 1e-5. Measured at this test's size (16 hidden units, batch 256): input layer
-  within 1e-4 (3.2e-3 on JAX 0.10), every other tensor within 7e-6.
+  (half of one Adam step at the learning rate 1e-2); the test accuracy is the same.
+
+Two things make those few weights, not the algorithm. (1) The input layer: many of the
+digits' pixels are (almost) always 0, a constant that the following BatchNorm removes,
+so their rows' gradients are sums that cancel to rounding noise; Adam divides each
+gradient by its own running magnitude (g / (sqrt(v) + 1e-7)), which turns that noise,
+different for any other summation order, into a step of up to ~1e-5 each: one step
+already differs by 6e-6 there and every other layer by 5e-7 (measured). (2) AdaSTE's rule
+is discontinuous in g (its sign test, and its dead band |g| < 1e-3): a gradient within
+rounding of a threshold is scaled one way in one order and the other way in another,
+and Adam carries that step on (measured: 1 of 8,832 hidden and output weights, Keras 3
+on TensorFlow, 64 hidden units). Hence at most 1 in 1,000 of those may leave 1e-5.
+Measured at this test's size (16 hidden units, batch 256): the input layer within 1e-4
+(3.2e-3 on JAX 0.10), every other tensor within 7e-6.
 """
 
 import json
@@ -37,6 +38,7 @@ import signal
 import subprocess
 import sys
 import time
+
 import numpy as np
 import pytest
 

@@ -8,7 +8,6 @@ Keras 2 (Keras 3 itself imports TensorFlow, where installed, to seed it and to s
 model files). A workflow on the public API; no training logic of its own.
 """
 
-import contextlib
 import os
 
 import keras
@@ -125,11 +124,7 @@ def train(args):
     reported in one line and the run starts again from its last checkpoint (or from the
     start), eagerly: the same model, weights and batches as a run with `--no-jit`."""
     cluster = multi_worker.connect(getattr(args, "worker_setup", None))
-    try:
-        with _lost_workers(cluster):
-            return _train(args, cluster)
-    finally:
-        cluster.close()
+    return _workers.train_as(cluster, _train, args)
 
 
 def _train(args, cluster):
@@ -166,20 +161,6 @@ def _train(args, cluster):
         return None
     return run_metrics(args, run, splits, recipe, jit, test_loss, test_accuracy,
                        workers=cluster.count)
-
-
-@contextlib.contextmanager
-def _lost_workers(cluster):
-    """A collective operation that failed because another worker is gone ends the run
-    with `keras_bilevel._workers.WorkerLost`, one line."""
-    try:
-        yield
-    except Exception as error:
-        if not cluster.lost_worker(error):
-            raise
-        raise _workers.WorkerLost(
-            f"worker {cluster.index} of {cluster.count}: another worker stopped answering "
-            f"({type(error).__name__})") from error
 
 
 def _load_model(path):

@@ -42,9 +42,6 @@ a scratch directory (`writable`). Without settings, `connect()` gives a single p
 """
 
 import contextlib
-import os
-import shutil
-import tempfile
 
 import keras
 import numpy as np
@@ -82,28 +79,20 @@ def connect(setup=None, coordinator=None, num_processes=None, process_id=None):
     return _TensorFlowWorkers(setup)
 
 
-class MultiWorker:
+class MultiWorker(_workers.WorkerFiles):
     """This process's part in a training run: on its own, a single process.
 
     # Attributes
-        count, index, is_chief, replicas: as in `keras_bilevel.multi_worker.MultiWorker`.
+        count, index, is_chief, replicas: as in `keras_bilevel.multi_worker.MultiWorker`;
+            `writable`, `close`, `lost_worker`: `keras_bilevel._workers.WorkerFiles`.
     """
 
     count, index, replicas = 1, 0, 1
 
     def __init__(self, setup):
         self.setup = setup
-        self._scratch = None
         if setup is not None:
             self.count, self.index = setup.count, setup.index
-
-    @property
-    def is_chief(self):
-        return self.index == 0
-
-    def lost_worker(self, error):
-        """Whether `error` is a collective operation's failure for a worker that is gone."""
-        return False
 
     def scope(self):
         """Build and compile the model inside this scope."""
@@ -134,21 +123,6 @@ class MultiWorker:
     def evaluate(self, model, images, labels, batch_size):
         """`model.evaluate` on the whole split; returns Keras' results."""
         return model.evaluate(images, labels, batch_size=batch_size, verbose=1)
-
-    def writable(self, path):
-        """`path` on the chief; on another worker the same name in a scratch directory
-        (removed by `close`), for the saves every worker must make."""
-        if self.is_chief:
-            return path
-        if self._scratch is None:
-            self._scratch = tempfile.mkdtemp(prefix=f"keras-bilevel-worker{self.index}-")
-        return os.path.join(self._scratch, os.path.basename(os.path.normpath(path)))
-
-    def close(self):
-        """Remove this worker's scratch directory."""
-        if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
-            self._scratch = None
 
     def _local_rows(self, images, labels, replicas, first, local):
         """This process's rows of one global batch for its replicas `first`,
