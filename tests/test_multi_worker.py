@@ -33,6 +33,7 @@ Measured at this test's size (16 hidden units, batch 256): the input layer withi
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -113,6 +114,15 @@ def runs(tmp_path_factory):
     return run
 
 
+def _first_batch_loss(stdout):
+    """The loss on the progress bar's first line of the first epoch (Keras 2 or 3)."""
+    for line in re.split(r"[\r\n]+", re.sub(r"\x1b\[[0-9;]*m", "", stdout)):
+        match = re.search(r"\b1/\d+ .*?loss: ([0-9.]+)", line)
+        if match:
+            return float(match.group(1))
+    raise AssertionError(f"no progress bar in {stdout[-2000:]!r}")
+
+
 @pytest.mark.parametrize("backend", ENGINES)
 def test_two_workers_train_what_one_trains(runs, backend):
     (one, _), (two, result) = runs(backend, 1), runs(backend, 2)
@@ -146,6 +156,10 @@ def test_two_workers_train_what_one_trains(runs, backend):
         for key in row_one:
             assert float(row_one[key]) == pytest.approx(float(row_two[key]), rel=1e-3,
                                                         abs=1e-5), key
+    # The progress bar's first batch (always shown) reports the same loss: each step's
+    # metrics once, not summed over the workers.
+    first_losses = [_first_batch_loss(runs(backend, n)[1].stdout) for n in (1, 2)]
+    assert first_losses[0] == pytest.approx(first_losses[1], rel=1e-3), first_losses
     # Only the chief wrote: no other worker's files anywhere in the run directory.
     assert sorted(os.listdir(two)) == ["checkpoint", "curves.png", "history.csv",
                                        "metrics.json", "model.keras"]
