@@ -97,26 +97,24 @@ class RunFiles:
     """run.json and history.csv of one run's directory; subclasses add the checkpoint.
 
     A subclass implements `epochs_done()`. In a multi-worker run only the chief writes
-    the directory; the other workers read it (`writer=False`): `prepare` checks without
-    writing, and the checkpoints they must save go to `save_dir`, a directory of their
-    own.
+    the directory; another worker reads it (`writer` is False): `prepare` checks without
+    writing, and the checkpoints it must save go to `save_dir`, a directory of its own.
 
     # Arguments
         path: the directory; created by `prepare` if missing.
-        writer: whether this process writes the directory (the chief, or a single
-            process).
-        save_dir: where this process saves checkpoints; None: the run's own.
-        worker: this process's worker index (for the test-only `INTERRUPT_ENV`).
+        worker: this process's `keras_bilevel._workers.WorkerFiles` in a multi-worker
+            run (its `is_chief`, `index` and `writable`); None for a single process.
     """
 
-    def __init__(self, path, writer=True, save_dir=None, worker=0):
+    def __init__(self, path, worker=None):
         self.path = os.fspath(path)
         self.checkpoint_dir = os.path.join(self.path, CHECKPOINT)
         self.history_path = os.path.join(self.path, HISTORY)
         self._config_path = os.path.join(self.checkpoint_dir, CONFIG)
-        self.writer = writer
-        self.save_dir = self.checkpoint_dir if save_dir is None else os.fspath(save_dir)
-        self.worker = worker
+        self.writer = worker is None or worker.is_chief
+        self.worker = 0 if worker is None else worker.index
+        self.save_dir = (self.checkpoint_dir if worker is None
+                         else worker.writable(self.checkpoint_dir))
 
     def epochs_done(self):
         """Epochs finished and checkpointed (0 when there is no checkpoint)."""

@@ -29,12 +29,15 @@ import socket
 import tempfile
 from typing import Optional
 
-__all__ = ["ENGINES", "WorkerFiles", "WorkerLost", "WorkerSetup", "check_batch_size",
-           "free_ports", "local_cluster", "no_engine_message", "replica_rows", "train_as",
-           "worker_setup"]
+__all__ = ["ENGINES", "TENSORFLOW_LOST_WORKER_ERRORS", "WorkerFiles", "WorkerLost",
+           "WorkerSetup", "check_batch_size", "free_ports", "local_cluster",
+           "no_engine_message", "replica_rows", "train_as", "worker_setup"]
 
 # The engine that runs several workers, per backend; PyTorch has none in Keras 3.
 ENGINES = {"larq": "tensorflow", "tensorflow": "tensorflow", "jax": "jax"}
+# The `tf.errors` a collective operation raises when a peer is gone or the job aborted.
+TENSORFLOW_LOST_WORKER_ERRORS = ("UnavailableError", "CancelledError",
+                                 "DeadlineExceededError", "AbortedError")
 _JAX_VARIABLES = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 
 

@@ -49,8 +49,7 @@ def _train(args, cluster):
                       metrics=["accuracy"], jit_compile=jit)
     cluster.prepare(model)
     # Written from here on (by the chief), once the data is there.
-    run = RunDirectory(args.output, writer=cluster.is_chief, worker=cluster.index,
-                       save_dir=cluster.writable(os.path.join(args.output, "checkpoint")))
+    run = RunDirectory(args.output, worker=cluster)
     run.prepare({name: getattr(args, name) for name in RUN_ARGUMENTS}, resume=args.resume)
     done = run.restore(model, args.epochs, resume=args.resume)
 

@@ -42,11 +42,10 @@ import tensorflow as tf
 
 from keras_bilevel import _workers
 
-__all__ = ["MultiWorker", "connect", "LOST_WORKER_ERRORS"]
+__all__ = ["MultiWorker", "connect"]
 
-# What a collective operation raises when a peer is gone or the job was aborted.
-LOST_WORKER_ERRORS = (tf.errors.UnavailableError, tf.errors.CancelledError,
-                      tf.errors.DeadlineExceededError, tf.errors.AbortedError)
+_LOST_WORKER_ERRORS = tuple(getattr(tf.errors, name)
+                            for name in _workers.TENSORFLOW_LOST_WORKER_ERRORS)
 
 
 def connect(setup=None):
@@ -93,7 +92,7 @@ class MultiWorker(_workers.WorkerFiles):
         return self.setup is not None
 
     def lost_worker(self, error):
-        return self.multi_worker and isinstance(error, LOST_WORKER_ERRORS)
+        return self.multi_worker and isinstance(error, _LOST_WORKER_ERRORS)
 
     def scope(self):
         """Build and compile the model (and its optimizer) inside this scope."""
@@ -135,21 +134,23 @@ class MultiWorker(_workers.WorkerFiles):
         for `fit`; `batches` itself on one process."""
         if not self.multi_worker:
             return batches
-        sizes = sorted({batch_size, num_examples % batch_size} - {0})
+        last = num_examples % batch_size or batch_size  # the rows of an epoch's last batch
 
         def per_worker(context):
-            local = context.num_replicas_in_sync // context.num_input_pipelines
-            first = context.input_pipeline_id * local
-            bounds = {n: [_workers.replica_rows(n, context.num_replicas_in_sync, first + j)
-                          for j in range(local)] for n in sizes}
+            replicas = context.num_replicas_in_sync
+            local = replicas // context.num_input_pipelines
+            mine = range(context.input_pipeline_id * local,
+                         (context.input_pipeline_id + 1) * local)
+            bounds = [(_workers.replica_rows(batch_size, replicas, r),
+                       _workers.replica_rows(last, replicas, r)) for r in mine]
 
             def split(images, labels):
-                rows = tf.shape(labels)[0]
-                starts = tf.constant([[b[0] for b in bounds[n]] for n in sizes])
-                stops = tf.constant([[b[1] for b in bounds[n]] for n in sizes])
-                which = tf.argmax(tf.cast(tf.equal(tf.constant(sizes), rows), tf.int32))
-                parts = [(images[starts[which, j]:stops[which, j]],
-                          labels[starts[which, j]:stops[which, j]]) for j in range(local)]
+                full = tf.equal(tf.shape(labels)[0], batch_size)
+                parts = []
+                for (full_start, full_stop), (last_start, last_stop) in bounds:
+                    start = tf.where(full, full_start, last_start)
+                    stop = tf.where(full, full_stop, last_stop)
+                    parts.append((images[start:stop], labels[start:stop]))
                 return tf.data.Dataset.from_tensor_slices(
                     tuple(tf.stack(column) for column in zip(*parts)))
 

@@ -16,11 +16,12 @@ import tensorflow as tf
 from keras.src.backend.tensorflow import trainer
 from keras.src.trainers.data_adapters.data_adapter import DataAdapter
 
+from keras_bilevel._workers import TENSORFLOW_LOST_WORKER_ERRORS
+
 __all__ = ["LOST_WORKER_ERRORS", "WorkerBatches", "average_logs_over_workers"]
 
-# What a collective operation raises when a peer is gone or the job was aborted.
-LOST_WORKER_ERRORS = (tf.errors.UnavailableError, tf.errors.CancelledError,
-                      tf.errors.DeadlineExceededError, tf.errors.AbortedError)
+LOST_WORKER_ERRORS = tuple(getattr(tf.errors, name)
+                           for name in TENSORFLOW_LOST_WORKER_ERRORS)
 
 
 class _OwnBatches(tf.distribute.DistributedDataset):

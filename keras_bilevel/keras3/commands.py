@@ -8,8 +8,6 @@ Keras 2 (Keras 3 itself imports TensorFlow, where installed, to seed it and to s
 model files). A workflow on the public API; no training logic of its own.
 """
 
-import os
-
 import keras
 
 from keras_bilevel import _workers
@@ -132,8 +130,7 @@ def _train(args, cluster):
     splits = _load_data(args, args.batch_size)
     cluster.check_batch_size(args.batch_size)
     # Written from here on (by the chief), once the data is there.
-    run = RunDirectory(args.output, writer=cluster.is_chief, worker=cluster.index,
-                       save_dir=cluster.writable(os.path.join(args.output, "checkpoint")))
+    run = RunDirectory(args.output, worker=cluster)
     run.prepare({name: getattr(args, name) for name in RUN_ARGUMENTS}, resume=args.resume)
     model, recipe, jit, done = _build(args, splits, run, cluster)
     announce(args, done, jit, cluster)

@@ -88,6 +88,7 @@ class MultiWorker(_workers.WorkerFiles):
     """
 
     count, index, replicas = 1, 0, 1
+    _first, _local = 0, 1  # this process's replicas: _first, ..., _first + _local - 1
 
     def __init__(self, setup):
         self.setup = setup
@@ -121,17 +122,22 @@ class MultiWorker(_workers.WorkerFiles):
         return images, labels
 
     def evaluate(self, model, images, labels, batch_size):
-        """`model.evaluate` on the whole split; returns Keras' results."""
+        """`model.evaluate` on the whole split; returns Keras' results. On JAX every
+        process passes the whole split: the global batch is copies of it."""
         return model.evaluate(images, labels, batch_size=batch_size, verbose=1)
 
-    def _local_rows(self, images, labels, replicas, first, local):
-        """This process's rows of one global batch for its replicas `first`,
-        `first + 1`, ..., `first + local - 1` of `replicas`, in order."""
-        bounds = [_workers.replica_rows(len(labels), replicas, first + j)
-                  for j in range(local)]
-        if bounds[0][1] - bounds[0][0] == len(labels):  # every replica takes the batch
-            return np.concatenate([images] * local), np.concatenate([labels] * local)
-        return images[bounds[0][0]:bounds[-1][1]], labels[bounds[0][0]:bounds[-1][1]]
+    def _rows(self, batches):
+        """This process's rows of each global batch of `batches()`, its replicas' in
+        order (`keras_bilevel._workers.replica_rows`)."""
+        for images, labels in batches():
+            bounds = [_workers.replica_rows(len(labels), self.replicas, replica)
+                      for replica in range(self._first, self._first + self._local)]
+            (start, first_stop), (_, stop) = bounds[0], bounds[-1]
+            if first_stop - start == len(labels):  # every replica takes the whole batch
+                yield (np.concatenate([images] * self._local),
+                       np.concatenate([labels] * self._local))
+            else:
+                yield images[start:stop], labels[start:stop]
 
 
 class _JaxWorkers(MultiWorker):
@@ -158,12 +164,7 @@ class _JaxWorkers(MultiWorker):
             marker in text for marker in _JAX_LOST_WORKER)
 
     def train_batches(self, batches, steps):
-        for images, labels in batches():
-            yield self._local_rows(images, labels, self.replicas, self._first, self._local)
-
-    def evaluate(self, model, images, labels, batch_size):
-        # Every process passes the whole split: the global batch is copies of it.
-        return model.evaluate(images, labels, batch_size=batch_size, verbose=1)
+        return self._rows(batches)
 
 
 class _TensorFlowWorkers(MultiWorker):
@@ -178,6 +179,7 @@ class _TensorFlowWorkers(MultiWorker):
         self._tf, self._tf_workers = tf, _tf_workers
         self.strategy = tf.distribute.MultiWorkerMirroredStrategy()
         self.replicas = self.strategy.num_replicas_in_sync
+        self._first = self.index
         if self.replicas != self.count:
             raise ValueError(
                 f"--backend tensorflow trains on several workers with one device each "
@@ -203,11 +205,7 @@ class _TensorFlowWorkers(MultiWorker):
             _set_synchronized(model, True)
 
     def train_batches(self, batches, steps):
-        def rows():
-            for images, labels in batches():
-                yield self._local_rows(images, labels, self.replicas, self.index, 1)
-
-        return self._batches(rows, steps)
+        return self._batches(lambda: self._rows(batches), steps)
 
     def evaluation_data(self, images, labels, batch_size):
         def whole():

@@ -48,8 +48,8 @@ class RunDirectory(RunFiles):
 
     # Arguments
         path: the directory; created by `prepare` if missing.
-        writer, save_dir, worker: for a multi-worker run (`RunFiles`): the other
-            workers read `path` and save their checkpoints to `save_dir`.
+        worker: this process's place in a multi-worker run (`RunFiles`); another
+            worker than the chief reads `path` and saves its checkpoints elsewhere.
     """
 
     def _checkpoints(self):
