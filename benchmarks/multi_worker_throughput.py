@@ -27,13 +27,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timezone
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from reference_speed import cpu_description  # noqa: E402
+from reference_speed import plot_bar_pairs, save_measurement  # noqa: E402
 
 ENGINES = ("larq", "tensorflow", "jax")
 _CLEARED = ("TF_USE_LEGACY_KERAS", "KERAS_BACKEND", "TF_CONFIG", "JAX_COORDINATOR_ADDRESS",
@@ -88,29 +87,14 @@ def summary(found):
 
 
 def plot(results, path, title):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     engines = list(results)
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    for offset, (key, label) in enumerate([("median_images_per_second_1_worker", "1 worker"),
-                                           ("median_images_per_second_2_workers",
-                                            "2 workers")]):
-        ax.bar([i + 0.38 * offset for i in range(len(engines))],
-               [results[e][key] for e in engines], width=0.38, label=label)
-    for i, engine in enumerate(engines):
-        ax.annotate(f"x{results[engine]['median_ratio_2_over_1']:.2f}",
-                    (i + 0.38, results[engine]["median_images_per_second_2_workers"]),
-                    ha="center", va="bottom")
-    ax.set_xticks([i + 0.19 for i in range(len(engines))], engines)
-    ax.set_ylabel("training images / s (median)")
-    ax.set_title(title, fontsize=9)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    plot_bar_pairs(
+        path, title, engines,
+        [(label, [results[e][key] for e in engines]) for key, label in [
+            ("median_images_per_second_1_worker", "1 worker"),
+            ("median_images_per_second_2_workers", "2 workers")]],
+        [(f"x{results[e]['median_ratio_2_over_1']:.2f}", True) for e in engines],
+        "training images / s (median)")
 
 
 def main(argv=None):
@@ -129,23 +113,13 @@ def main(argv=None):
         name += "_smoke"
     found = measure(args.engines, args)
     results = summary(found)
-    machine = cpu_description()
-    record = {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "python benchmarks/multi_worker_throughput.py " + " ".join(argv or sys.argv[1:]),
-        "machine": machine,
-        "setting": {"dataset": "digits", "model": "mlp", "hidden_units": args.hidden_units,
-                    "batch_size": args.batch_size, "epochs": args.epochs,
-                    "workers": "local processes on this one machine, loopback network"},
-        "results": results,
-        "per_block": found,
-    }
-    os.makedirs(args.output, exist_ok=True)
-    with open(os.path.join(args.output, name + ".json"), "w") as f:
-        json.dump(record, f, indent=2)
-    plot(results, os.path.join(args.output, name + ".png"),
-         f"binary MLP {args.hidden_units} on the digits, batch {args.batch_size}; "
-         f"one {machine['cores']}-core {machine['model']}")
+    record = save_measurement(
+        args.output, name, "multi_worker_throughput.py", argv,
+        {"dataset": "digits", "model": "mlp", "hidden_units": args.hidden_units,
+         "batch_size": args.batch_size, "epochs": args.epochs,
+         "workers": "local processes on this one machine, loopback network"},
+        results, found, plot,
+        f"binary MLP {args.hidden_units} on the digits, batch {args.batch_size}")
     for engine, r in results.items():
         print(f"{engine:10s} 1 worker {r['median_images_per_second_1_worker']:8.0f} "
               f"images/s, 2 workers {r['median_images_per_second_2_workers']:8.0f} "

@@ -78,6 +78,55 @@ def cpu_description():
             "cores": os.cpu_count()}
 
 
+def plot_bar_pairs(path, title, groups, bars, notes, ylabel, log=False):
+    """Two bars per group: `bars` is `[(label, values per group)] * 2`; `notes[i]` is
+    written above group i's second bar (None: above its first)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for offset, (label, values) in enumerate(bars):
+        ax.bar([i + 0.38 * offset for i in range(len(groups))], values, width=0.38,
+               label=label)
+    for i, (text, second) in enumerate(notes):
+        values = bars[1 if second else 0][1]
+        ax.annotate(text, (i + (0.38 if second else 0), values[i]), ha="center",
+                    va="bottom")
+    if log:
+        ax.set_yscale("log")
+    ax.set_xticks([i + 0.19 for i in range(len(groups))], groups)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def save_measurement(directory, name, script, argv, setting, results, per_block, plot,
+                     title):
+    """Write `name`.json (date, command, machine, setting, results, per-block values)
+    and `name`.png (`plot(results, path, title + the machine)`) into `directory`;
+    returns the record."""
+    machine = cpu_description()
+    record = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": f"python benchmarks/{script} " + " ".join(argv or sys.argv[1:]),
+        "machine": machine,
+        "setting": setting,
+        "results": results,
+        "per_block": per_block,
+    }
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, name + ".json"), "w") as f:
+        json.dump(record, f, indent=2)
+    plot(results, os.path.join(directory, name + ".png"),
+         f"{title}; one {machine['cores']}-core {machine['model']}")
+    return record
+
+
 class Worker:
     def __init__(self, name, model, reference, warmup, hidden):
         _, config, extra_env, _ = CONFIGS[name]

@@ -26,6 +26,7 @@ import numbers
 from typing import Any
 
 __all__ = [
+    "FORMS",
     "FrontEnd",
     "RESNET18_STAGES",
     "VGG16_CONVS",
@@ -33,6 +34,7 @@ __all__ = [
     "VGG_SMALL_DENSE",
     "bind",
     "binary_mlp",
+    "form_for",
     "resnet18",
     "vgg16",
     "vgg_small",
@@ -45,6 +47,14 @@ VGG_SMALL_CONVS = (128, 128, "M", 256, 256, "M", 512, 512, "M")
 VGG_SMALL_DENSE = (1024, 1024)
 # (filters, number of BasicBlocks) per stage; stages 2-4 start with stride 2.
 RESNET18_STAGES = ((64, 2), (128, 2), (256, 2), (512, 2))
+# The forms of ResNet-18 and VGG-16 and the smallest input side (min(height, width))
+# each is picked for by `form="auto"`: the CIFAR form below 64; ResNet-18's TinyImageNet
+# form (the public AdaSTE code's: its 3x3 stem with stride 2) from 64; the ImageNet form
+# from 128.
+FORMS = {"resnet18": (("cifar", 0), ("tiny", 64), ("imagenet", 128)),
+         "vgg16": (("cifar", 0), ("imagenet", 128))}
+# VGG-16's ImageNet classifier: two hidden dense layers of 4096 units.
+VGG16_IMAGENET_DENSE = (4096, 4096)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,17 +202,22 @@ def vgg16(
     kernel_initializer="glorot_uniform",
     kernel_constraint=None,
     batch_norm_affine=False,
+    form="auto",
     name="vgg16",
 ):
-    """VGG-16 in its CIFAR form, every weight binary, logits out.
+    """VGG-16, every weight binary, logits out; the CIFAR or the ImageNet head.
 
     Thirteen binary 3x3 convolutions, each with BatchNorm and a full-precision ReLU (64,
     64, M, 128, 128, M, 256, 256, 256, M, 512, 512, 512, M, 512, 512, 512, M; "M" a 2x2
-    max-pooling), then the common CIFAR head: flatten (1x1x512 for 32x32 inputs) and a
-    binary dense layer to `classes` with BatchNorm on the logits (no softmax). No biases.
-    At default settings: 14,724,052 parameters, 14,715,584 of them trainable (the latent
-    binary kernels: 14,710,464 in the convolutions, 5,120 in the dense layer) and 8,468
-    BatchNorm moving statistics.
+    max-pooling), then flatten and, in the CIFAR form, the common CIFAR head: a binary
+    dense layer to `classes` with BatchNorm on the logits (no softmax; 1x1x512 inputs
+    for 32x32 images, 2x2x512 for 64x64); in the ImageNet form, Simonyan and
+    Zisserman's classifier: binary dense layers of 4096 and 4096 units (BatchNorm, ReLU)
+    before the logits (7x7x512 inputs for 224x224 images: 138,344,128 binary weights for
+    1000 classes, the original's 138,357,544 parameters less its 13,416 biases). No
+    biases. At default settings: 14,724,052 parameters, 14,715,584 of them trainable
+    (the latent binary kernels: 14,710,464 in the convolutions, 5,120 in the dense
+    layer) and 8,468 BatchNorm moving statistics.
 
     The kernel arguments take identifiers, objects or factories, as in `binary_mlp`.
 
@@ -219,12 +234,16 @@ def vgg16(
         width: multiplier (> 0) of every layer's number of filters, rounded, at least 1.
         kernel_quantizer, kernel_initializer, kernel_constraint: of every binary layer.
         batch_norm_affine: give the BatchNorm layers a trainable scale and offset.
+        form: "cifar", "imagenet", or "auto" (the default): the ImageNet head for inputs
+            of at least 128x128 (`FORMS`), else the CIFAR head.
         name: the model's name.
     """
     check_image_model("vgg16", input_shape, classes, width, pools=5)
+    form = form_for("vgg16", input_shape, form)
     binary = _BinaryLayers(front, kernel_quantizer, kernel_initializer, kernel_constraint,
                            batch_norm_affine)
-    return _vgg(binary, input_shape, VGG16_CONVS, (), classes, width, name)
+    dense = VGG16_IMAGENET_DENSE if form == "imagenet" else ()
+    return _vgg(binary, input_shape, VGG16_CONVS, dense, classes, width, name)
 
 
 def vgg_small(
@@ -281,18 +300,30 @@ def resnet18(
     kernel_initializer="glorot_uniform",
     kernel_constraint=None,
     batch_norm_affine=False,
+    form="auto",
     name="resnet18",
 ):
-    """ResNet-18 in its CIFAR form, every weight binary (shortcuts included), logits out.
+    """ResNet-18, every weight binary (stem and shortcuts included), logits out.
 
-    A binary 3x3 stem convolution with 64 filters (no max-pooling), four stages of two
-    BasicBlocks with 64, 128, 256 and 512 filters (stride 2 in the first block of stages
-    2-4), global average pooling and a binary dense layer to `classes`. A BasicBlock is
+    A binary stem convolution with 64 filters, four stages of two BasicBlocks with 64,
+    128, 256 and 512 filters (stride 2 in the first block of stages 2-4), global
+    average pooling and a binary dense layer to `classes`. A BasicBlock is
     conv3x3-BN-ReLU-conv3x3-BN, added to the shortcut, then ReLU; the shortcut is the
     identity, or a binary 1x1 convolution with BatchNorm where the shape changes. The
-    last BatchNorm is on the logits (no softmax); no biases. At default settings:
-    11,173,972 parameters, 11,164,352 of them trainable (11,159,232 in the convolutions,
-    5,120 in the dense layer) and 9,620 BatchNorm moving statistics.
+    last BatchNorm is on the logits (no softmax); no biases. The stem (BN, ReLU after
+    it) takes one of three forms:
+
+    - `cifar`: a 3x3 convolution, stride 1 (32x32 inputs: 4x4 maps in the last stage);
+    - `tiny`: a 3x3 convolution, stride 2, as the public AdaSTE code's TinyImageNet
+      ResNet-18 (64x64 inputs: 4x4 in the last stage);
+    - `imagenet`: He et al.'s 7x7 convolution with stride 2 and a 3x3 max-pooling with
+      stride 2 (224x224 inputs: 7x7 in the last stage); 11,678,912 binary weights for
+      1000 classes, torchvision's resnet18 (11,689,512 parameters) less its fc bias and
+      BatchNorm scales and offsets.
+
+    At default settings (CIFAR form): 11,173,972 parameters, 11,164,352 of them
+    trainable (11,159,232 in the convolutions, 5,120 in the dense layer) and 9,620
+    BatchNorm moving statistics; the TinyImageNet form has the same.
 
     The kernel arguments take identifiers, objects or factories, as in `binary_mlp`.
 
@@ -309,13 +340,22 @@ def resnet18(
         width: multiplier (> 0) of every layer's number of filters, rounded, at least 1.
         kernel_quantizer, kernel_initializer, kernel_constraint: of every binary layer.
         batch_norm_affine: give the BatchNorm layers a trainable scale and offset.
+        form: "cifar", "tiny", "imagenet", or "auto" (the default): picked by the
+            input's smaller side (`FORMS`): below 64 CIFAR, from 64 TinyImageNet, from
+            128 ImageNet.
         name: the model's name.
     """
     check_image_model("resnet18", input_shape, classes, width, pools=0)
+    form = form_for("resnet18", input_shape, form)
     binary = _BinaryLayers(front, kernel_quantizer, kernel_initializer, kernel_constraint,
                            batch_norm_affine)
     inputs = front.keras.Input(input_shape)
-    x = binary.relu(binary.conv_bn(inputs, scaled(64, width)))
+    if form == "imagenet":
+        x = binary.relu(binary.conv_bn(inputs, scaled(64, width), kernel_size=7, strides=2))
+        x = binary.layer("MaxPooling2D", 3, 2, "same")(x)
+    else:
+        x = binary.relu(binary.conv_bn(inputs, scaled(64, width),
+                                       strides=2 if form == "tiny" else 1))
     for stage, (filters, blocks) in enumerate(RESNET18_STAGES):
         for block in range(blocks):
             strides = 2 if stage > 0 and block == 0 else 1
@@ -351,6 +391,19 @@ def _basic_block(binary, x, filters, strides):
     if strides != 1 or x.shape[-1] != filters:
         shortcut = binary.conv_bn(x, filters, kernel_size=1, strides=strides)
     return binary.relu(binary.layer("Add")([residual, shortcut]))
+
+
+def form_for(builder, input_shape, form):
+    """The form of `builder` ("resnet18", "vgg16") for `input_shape`: `form` itself, or
+    for "auto" the last of `FORMS[builder]` whose smallest side the input reaches."""
+    names = [name for name, _ in FORMS[builder]]
+    if form == "auto":
+        side = min(input_shape[:2])
+        return [name for name, smallest in FORMS[builder] if side >= smallest][-1]
+    if form not in names:
+        raise ValueError(f"{builder}: `form` must be 'auto' or one of "
+                         f"{', '.join(map(repr, names))}, got {form!r}.")
+    return form
 
 
 def scaled(count, width):

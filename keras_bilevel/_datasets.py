@@ -34,8 +34,12 @@ CHANNEL_STATS = {
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
 
-# Data set names; all but `digits` come from tensorflow-datasets.
-DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100")
+# Data set names: `digits` ships with scikit-learn; `mnist` to `cifar100` and
+# `imagenette` come from tensorflow-datasets; `tiny_imagenet` and `folder` are read from
+# image files (`keras_bilevel._image_files`). The last three stream (never held in
+# memory) and take an `image_size`.
+DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "tiny_imagenet",
+            "imagenette", "folder")
 # The test split of the digits: a fixed 20% (`load_digits(test_fraction=0.2, seed=0)`).
 DIGITS_TEST_FRACTION = 0.2
 

@@ -26,6 +26,7 @@ import time
 
 __all__ = ["CHECKPOINT", "CONFIG", "HISTORY", "INTERRUPT_ENV", "InterruptForTests",
            "RUN_ARGUMENTS", "RunDirectoryError", "RunFiles", "announce", "build_model",
+           "data_arguments",
            "default_output", "interrupt_point", "plot_curves", "run_metrics",
            "write_atomically"]
 
@@ -35,7 +36,7 @@ HISTORY = "history.csv"
 # The arguments that define a training run: `--resume` refuses to continue a run started
 # with other values.
 RUN_ARGUMENTS = ("backend", "dataset", "model", "method", "epochs", "batch_size",
-                 "hidden_units", "seed", "jit")
+                 "hidden_units", "seed", "jit", "image_size")
 # Test-only: "EPOCH,BATCH,SIGNAL[,WORKER]" sends SIGNAL (KILL, INT) to this process when
 # batch BATCH of epoch EPOCH (both 0-based) is about to run, to interrupt a run at a known
 # point; with WORKER, only in that worker of a multi-worker run.
@@ -202,6 +203,19 @@ def default_output(args):
     prefix = "" if backend == "larq" else f"{backend}-"
     return os.path.join("runs", f"{prefix}{args.dataset}-{args.model}-{args.method}-"
                                 f"seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def data_arguments(args, batch_size, model_input_shape=None):
+    """The keyword arguments of a front end's `data.load` for the command's `args`; the
+    image size of a streamed data set is `args.image_size`, or the saved model's
+    (`model_input_shape`) when evaluating one."""
+    from keras_bilevel._image_files import STREAMED_DATASETS
+
+    image_size = getattr(args, "image_size", None)
+    if model_input_shape is not None and args.dataset in STREAMED_DATASETS:
+        image_size = int(model_input_shape[1])
+    return dict(batch_size=batch_size, seed=args.seed, data_dir=args.data_dir,
+                download=args.download, image_size=image_size)
 
 
 def build_model(models, args, splits, recipe):

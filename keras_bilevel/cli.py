@@ -3,6 +3,8 @@
     keras-bilevel train                      # offline default: digits, binary MLP, AdaSTE
     keras-bilevel train --dataset mnist --data-dir ~/tfds --model mlp --method ste
     keras-bilevel train --epochs 500 --output runs/a --resume   # continue a killed run
+    keras-bilevel train --dataset tiny_imagenet --data-dir ~/data --model resnet18
+    keras-bilevel train --dataset folder --data-dir photos --image-size 96  # your images
     keras-bilevel train --backend jax        # Keras 3 on JAX (or tensorflow, torch); no Larq
     keras-bilevel train --workers 2          # two local worker processes (multi-worker)
     keras-bilevel evaluate runs/.../model.keras --dataset digits
@@ -38,6 +40,7 @@ import warnings
 import zipfile
 
 from keras_bilevel import _cpu_defaults, _local_workers, _stacks, _workers
+from keras_bilevel._image_files import STREAMED_DATASETS
 from keras_bilevel._run_files import default_output
 
 __all__ = ["main"]
@@ -46,7 +49,8 @@ __all__ = ["main"]
 # keras_bilevel.recipes.METHODS, spelled out so that parsing imports no TensorFlow
 # (tests/test_cli.py checks that they match).
 MODELS = ("mlp", "vgg_small", "vgg16", "resnet18")
-DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100")
+DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "tiny_imagenet",
+            "imagenette", "folder")
 METHODS = ("adaste", "adaste-reference", "bop", "full-precision", "ste")
 # "larq": Larq on Keras 2 (keras_bilevel.commands); the others: Keras 3 on that backend
 # (keras_bilevel.keras3.commands), where Larq's Bop does not exist.
@@ -112,7 +116,14 @@ def build_parser():
                        help="compile the training step (default: XLA on GPU only for "
                             "larq and tensorflow; always on JAX; torch.compile on torch, "
                             "falling back to eager if it fails)")
-    train.add_argument("--data-dir", default=None, help="tensorflow-datasets data_dir")
+    train.add_argument("--data-dir", default=None,
+                       help="tensorflow-datasets data_dir; for tiny_imagenet the folder "
+                            "holding tiny-imagenet-200/, for folder the folder holding "
+                            "train/<class>/ (and test/<class>/)")
+    train.add_argument("--image-size", type=_positive_int, default=None,
+                       help="tiny_imagenet, imagenette, folder: side of the square "
+                            "training images (default 64, 224, the images' median "
+                            "shorter side up to 224); the model's stem follows it")
     train.add_argument("--download", action="store_true",
                        help="let tensorflow-datasets download missing data")
     train.add_argument("--output", default=None,
@@ -143,7 +154,8 @@ def build_parser():
     evaluate.add_argument("--dataset", default="digits", choices=DATASETS)
     evaluate.add_argument("--batch-size", type=_positive_int, default=256)
     evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("--data-dir", default=None)
+    evaluate.add_argument("--data-dir", default=None,
+                          help="as for train; the image size is the model's")
     evaluate.add_argument("--download", action="store_true")
     evaluate.add_argument("--backend", default=None, choices=BACKENDS,
                           help="larq for a Keras 2 (Larq) file, the default for it; for a "
@@ -409,6 +421,10 @@ def _run(args, argv=()):
         check_model_path(args.model_path)
     if args.command == "train" and args.resume and args.output is None:
         raise UsageError("--resume needs --output DIR, the directory of the run to continue")
+    if args.command == "train" and args.image_size is not None and (
+            args.dataset not in STREAMED_DATASETS):
+        raise UsageError(f"--image-size is for --dataset {', '.join(STREAMED_DATASETS)}; "
+                         f"{args.dataset} images keep their size")
     _check_backend(args)
     if args.command == "train" and args.output is None:
         args.output = default_output(args)

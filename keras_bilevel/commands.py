@@ -12,15 +12,16 @@ import os
 import tensorflow as tf
 
 from keras_bilevel import _workers, data, export as exporting, models, multi_worker, recipes
-from keras_bilevel._run_files import RUN_ARGUMENTS, announce, build_model, run_metrics
+from keras_bilevel._run_files import (RUN_ARGUMENTS, announce, build_model, data_arguments,
+                                      run_metrics)
 from keras_bilevel.runs import RunDirectory
 
 __all__ = ["evaluate", "export", "train"]
 
 
-def _load_data(args, batch_size):
-    return data.load(args.dataset, batch_size=batch_size, seed=args.seed,
-                     data_dir=args.data_dir, download=args.download)
+def _load_data(args, batch_size, model=None):
+    return data.load(args.dataset, **data_arguments(
+        args, batch_size, None if model is None else model.input_shape))
 
 
 def train(args):
@@ -77,7 +78,7 @@ def _train(args, cluster):
 def evaluate(args):
     """Test accuracy and loss of the saved model `args.model_path`."""
     model = tf.keras.models.load_model(args.model_path)
-    splits = _load_data(args, args.batch_size)
+    splits = _load_data(args, args.batch_size, model)
     loss, accuracy = model.evaluate(splits.test, verbose=1)[:2]
     print(f"{args.model_path} on {args.dataset} test set: accuracy {accuracy:.4f}, "
           f"loss {loss:.4f}")

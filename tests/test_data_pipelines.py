@@ -35,7 +35,8 @@ def _standardised(images, name):
 class TestArguments:
     @pytest.mark.parametrize("kwargs, message", [
         (dict(name="imagenet"), r"`name` must be one of 'digits', 'mnist', 'fashion_mnist', "
-                                r"'cifar10', 'cifar100'; got 'imagenet'"),
+                                r"'cifar10', 'cifar100', 'tiny_imagenet', 'imagenette', "
+                                r"'folder'; got 'imagenet'"),
         (dict(name="MNIST"), r"got 'MNIST'"),
         (dict(name="digits", batch_size=0), r"`batch_size` must be an integer >= 1, got 0"),
         (dict(name="digits", batch_size=2.5), r"`batch_size` .* got 2.5"),
@@ -51,8 +52,11 @@ class TestArguments:
             data.load(**kwargs)
 
     def test_known_names(self):
-        assert data.DATASETS == ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100")
-        assert set(data.CHANNEL_STATS) == set(data.DATASETS)
+        assert data.DATASETS == ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100",
+                                 "tiny_imagenet", "imagenette", "folder")
+        # The streamed sets are standardised with the ImageNet statistics.
+        assert set(data.CHANNEL_STATS) == set(data.DATASETS) - {"tiny_imagenet",
+                                                                 "imagenette", "folder"}
         for mean, std in data.CHANNEL_STATS.values():
             assert len(mean) == len(std) in (1, 3)
 

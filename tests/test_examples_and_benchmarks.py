@@ -353,3 +353,53 @@ def test_reference_speed_benchmark_smoke(tmp_path):
     assert (tmp_path / "reference_speed_smoke.png").stat().st_size > 1000
     with pytest.raises(SystemExit):  # a folder that is no checkout is refused
         benchmark.main(["--reference", str(tmp_path), "--output", str(tmp_path)])
+
+
+def test_tinyimagenet_example_on_a_generated_tree(tmp_path, monkeypatch, capsys):
+    from tests.image_trees import write_tiny_imagenet
+
+    write_tiny_imagenet(tmp_path, classes=3, per_class=4, val_per_class=2)
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "examples"))
+    example = _load("examples/tinyimagenet_resnet18.py")
+    accuracy = example.main(["--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "4",
+                             "--image-size", "16", "--data-dir", str(tmp_path)])
+    assert 0.0 <= accuracy <= 1.0
+    assert "resnet18 on tiny_imagenet (larq): test accuracy" in capsys.readouterr().out
+    args = _load("examples/paper_protocol.py").parse_args("", [], epochs=700, mu_rate=1.009)
+    assert (args.epochs, args.mu_rate) == (700, 1.009)
+
+
+def test_tinyimagenet_example_on_keras3_jax(tmp_path):
+    from tests.image_trees import write_tiny_imagenet
+
+    write_tiny_imagenet(tmp_path, classes=3, per_class=4, val_per_class=2)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TF_USE_LEGACY_KERAS", "KERAS_BACKEND")}
+    result = subprocess.run(
+        [sys.executable, "examples/tinyimagenet_resnet18.py", "--backend", "jax",
+         "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "4", "--image-size",
+         "16", "--data-dir", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resnet18 on tiny_imagenet (jax): test accuracy" in result.stdout
+
+
+def test_input_pipeline_benchmark_smoke(tmp_path):
+    record = _load("benchmarks/input_pipeline.py").main(["--smoke", "--output",
+                                                          str(tmp_path)])
+    for front_end in ("larq", "keras3"):
+        result = record["results"][front_end]
+        assert result["median_pipeline_images_per_second"] > 0
+        assert result["median_step_images_per_second"] > 0
+        assert result["bound_by"] in ("training step", "input pipeline")
+    assert record["machine"]["model"]
+    assert (tmp_path / "input_pipeline_smoke.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "input_pipeline_smoke.json").read_text())["results"]
+
+
+def test_multi_worker_throughput_benchmark_smoke(tmp_path):
+    record = _load("benchmarks/multi_worker_throughput.py").main(["--smoke", "--output",
+                                                                   str(tmp_path)])
+    result = record["results"]["larq"]
+    assert result["median_ratio_2_over_1"] > 0 and result["blocks"] == 1
+    assert (tmp_path / "multi_worker_throughput_smoke.png").stat().st_size > 1000

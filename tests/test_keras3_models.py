@@ -32,6 +32,11 @@ CONFIGS = {
     "resnet18_eighth": ("resnet18", dict(input_shape=[16, 16, 3], width=0.125, classes=5)),
     "resnet18_half": ("resnet18", dict(input_shape=[32, 32, 1], width=0.5,
                                        batch_norm_affine=True)),
+    "resnet18_tiny_form": ("resnet18", dict(input_shape=[64, 64, 3], classes=200)),
+    "resnet18_imagenet_form": ("resnet18", dict(input_shape=[160, 128, 3], width=0.25)),
+    "resnet18_forced_form": ("resnet18", dict(input_shape=[64, 64, 3], width=0.25,
+                                              form="imagenet")),
+    "vgg16_imagenet_head": ("vgg16", dict(input_shape=[128, 128, 3], width=0.125)),
 }
 FULL_SIZE = {name: (name, {}) for name in ("vgg16", "vgg_small", "resnet18")}
 

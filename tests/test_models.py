@@ -414,3 +414,85 @@ def test_smallest_allowed_input_builds(builder):
     side = {"vgg16": 32, "vgg_small": 8, "resnet18": 1}[builder.__name__]
     model = builder(input_shape=(side, side, 2), width=0.125)
     assert tuple(model.output.shape) == (None, 10)
+
+
+# ---- the forms for larger inputs ----------------------------------------------------
+
+
+def _resnet18_weights(stem, classes):
+    """The weights (kernels, no biases) of ResNet-18 with a `stem` kernel count, as in
+    He et al. (2016), Table 1: every stage's 3x3 convolutions and 1x1 projections."""
+    stages = [
+        3 * 3 * 64 * 64, 3 * 3 * 64 * 64, 3 * 3 * 64 * 64, 3 * 3 * 64 * 64,
+        3 * 3 * 64 * 128, 3 * 3 * 128 * 128, 1 * 1 * 64 * 128, 3 * 3 * 128 * 128,
+        3 * 3 * 128 * 128,
+        3 * 3 * 128 * 256, 3 * 3 * 256 * 256, 1 * 1 * 128 * 256, 3 * 3 * 256 * 256,
+        3 * 3 * 256 * 256,
+        3 * 3 * 256 * 512, 3 * 3 * 512 * 512, 1 * 1 * 256 * 512, 3 * 3 * 512 * 512,
+        3 * 3 * 512 * 512,
+    ]
+    return stem + sum(stages) + 512 * classes
+
+
+# BatchNorm channels of ResNet-18 without the logits' (stem, stages with projections).
+RESNET18_BN_CHANNELS = 64 + 4 * 64 + 5 * 128 + 5 * 256 + 5 * 512
+
+
+def test_imagenet_resnet18_has_torchvisions_weights():
+    """torchvision's resnet18 has 11,689,512 parameters (1000 classes): our binary
+    weights plus its fc bias and its BatchNorm scales and offsets."""
+    weights = _resnet18_weights(7 * 7 * 3 * 64, 1000)
+    assert weights + 1000 + 2 * RESNET18_BN_CHANNELS == 11_689_512
+    model = models.resnet18(input_shape=(224, 224, 3), classes=1000)
+    assert _trainable_count(model) == weights
+    assert model.count_params() == weights + 2 * (RESNET18_BN_CHANNELS + 1000)
+
+
+def test_tiny_imagenet_resnet18_has_the_reference_codes_weights():
+    """The public AdaSTE code's TinyImageNet ResNet-18 (a 3x3 stem with stride 2, BN
+    without affine parameters) has these weights plus its linear layer's 200 biases."""
+    model = models.resnet18(input_shape=(64, 64, 3), classes=200)
+    assert _trainable_count(model) == _resnet18_weights(3 * 3 * 3 * 64, 200)
+
+
+def test_imagenet_vgg16_has_the_originals_weights():
+    """VGG-16 (configuration D of Simonyan and Zisserman) has 138,357,544 parameters:
+    our binary weights plus 13,416 biases."""
+    convs = sum(a * b * 9 for a, b in [
+        (3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256),
+        (256, 512), (512, 512), (512, 512), (512, 512), (512, 512), (512, 512)])
+    dense = 7 * 7 * 512 * 4096 + 4096 * 4096 + 4096 * 1000
+    biases = 2 * 64 + 2 * 128 + 3 * 256 + 6 * 512 + 4096 + 4096 + 1000
+    assert convs + dense + biases == 138_357_544
+    model = models.vgg16(input_shape=(224, 224, 3), classes=1000)
+    assert _trainable_count(model) == convs + dense
+
+
+@pytest.mark.parametrize("side, form", [(32, "cifar"), (63, "cifar"), (64, "tiny"),
+                                        (127, "tiny"), (128, "imagenet"), (224, "imagenet")])
+def test_resnet18_picks_its_stem_by_input_size(side, form):
+    model = models.resnet18(input_shape=(side, side + 10, 3), width=1 / 16)
+    stem = _layers_of(model, larq.layers.QuantConv2D)[0]
+    pools = _layers_of(model, tf.keras.layers.MaxPooling2D)
+    assert (stem.kernel_size, stem.strides, len(pools)) == {
+        "cifar": ((3, 3), (1, 1), 0), "tiny": ((3, 3), (2, 2), 0),
+        "imagenet": ((7, 7), (2, 2), 1)}[form]
+    forced = models.resnet18(input_shape=(side, side, 3), width=1 / 16, form="cifar")
+    assert _layers_of(forced, larq.layers.QuantConv2D)[0].strides == (1, 1)
+    pool = _layers_of(model, tf.keras.layers.GlobalAveragePooling2D)[0]
+    # "same" padding: each stride-2 step rounds up; 8, 16 or 32 in all.
+    assert pool.input.shape[1] == -(-side // {"cifar": 8, "tiny": 16, "imagenet": 32}[form])
+
+
+@pytest.mark.parametrize("side, hidden", [(32, []), (64, []), (128, [4096, 4096])])
+def test_vgg16_picks_its_head_by_input_size(side, hidden):
+    model = models.vgg16(input_shape=(side, side, 3), classes=5)
+    dense = _layers_of(model, larq.layers.QuantDense)
+    assert [layer.units for layer in dense] == hidden + [5]
+
+
+@pytest.mark.parametrize("builder, form", [(models.resnet18, "huge"),
+                                           (models.vgg16, "tiny")])
+def test_an_unknown_form(builder, form):
+    with pytest.raises(ValueError, match="`form` must be 'auto' or one of"):
+        builder(form=form)

@@ -11,7 +11,8 @@ model files). A workflow on the public API; no training logic of its own.
 import keras
 
 from keras_bilevel import _workers
-from keras_bilevel._run_files import RUN_ARGUMENTS, announce, build_model, run_metrics
+from keras_bilevel._run_files import (RUN_ARGUMENTS, announce, build_model, data_arguments,
+                                      run_metrics)
 from keras_bilevel.keras3 import data, methods, models, multi_worker
 from keras_bilevel.keras3.runs import RunDirectory
 
@@ -71,9 +72,9 @@ def _loss():
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def _load_data(args, batch_size):
-    return data.load(args.dataset, batch_size=batch_size, seed=args.seed,
-                     data_dir=args.data_dir, download=args.download)
+def _load_data(args, batch_size, model=None):
+    return data.load(args.dataset, **data_arguments(
+        args, batch_size, None if model is None else model.input_shape))
 
 
 def _build(args, splits, run, cluster, jit=None, restart=False):
@@ -102,7 +103,7 @@ def _fit(model, recipe, args, splits, run, done, cluster):
         steps = splits.steps_per_epoch
         validation = None
         if splits.validation is not None:
-            validation = cluster.evaluation_data(*splits.validation, args.batch_size)
+            validation = cluster.evaluation_data(splits.validation, args.batch_size)
         model.fit(cluster.train_batches(lambda: splits.train_epochs(done, args.epochs),
                                         (args.epochs - done) * steps),
                   initial_epoch=done, epochs=args.epochs, steps_per_epoch=steps,
@@ -151,7 +152,7 @@ def _train(args, cluster):
                                           restart=True)
         _fit(model, recipe, args, splits, run, done, cluster)
     print("Evaluating the binary network on the test set")
-    test_loss, test_accuracy = cluster.evaluate(model, *splits.test, args.batch_size)
+    test_loss, test_accuracy = cluster.evaluate(model, splits.test, args.batch_size)
     with cluster.portable(model):
         model.save(cluster.writable(f"{args.output}/model.keras"))
     if not cluster.is_chief:
@@ -170,8 +171,9 @@ def evaluate(args):
     """Test accuracy and loss of the saved Keras 3 model `args.model_path`."""
     model = _load_model(args.model_path)
     model.compile(loss=_loss(), metrics=["accuracy"], jit_compile=default_jit())
-    splits = _load_data(args, args.batch_size)
-    loss, accuracy = model.evaluate(*splits.test, batch_size=args.batch_size, verbose=1)
+    splits = _load_data(args, args.batch_size, model)
+    loss, accuracy = multi_worker.MultiWorker(None).evaluate(model, splits.test,
+                                                             args.batch_size)
     print(f"{args.model_path} on {args.dataset} test set: accuracy {accuracy:.4f}, "
           f"loss {loss:.4f} ({keras.backend.backend()})")
     return {"test_accuracy": float(accuracy), "test_loss": float(loss)}

@@ -7,8 +7,9 @@ training batches a random crop of the 4-pixel zero-padded image and a random lef
 flip), as NumPy, which every Keras 3 backend takes. The training batches of epoch `e`
 are drawn from `(seed, e)` alone, so a resumed run sees exactly what an uninterrupted run
 sees. The digits need neither TensorFlow nor Keras; the TFDS sets are read once, whole,
-through `tensorflow_datasets` (which imports TensorFlow, never `tf.keras`). This module
-does not import Keras or Larq.
+through `tensorflow_datasets` (which imports TensorFlow, never `tf.keras`).
+`tiny_imagenet`, `imagenette` and `folder` stream instead (`keras_bilevel.keras3.streamed`:
+Pillow, or `tf.data` for Imagenette). This module does not import Keras or Larq.
 
 !!! example
     ```python
@@ -22,10 +23,11 @@ does not import Keras or Larq.
 import dataclasses
 import math
 import os
-from typing import Optional, Tuple
+from typing import Optional
 
 import numpy as np
 
+from keras_bilevel import _image_files
 from keras_bilevel._datasets import (
     CHANNEL_STATS,
     DATASETS,
@@ -33,8 +35,10 @@ from keras_bilevel._datasets import (
     load_digits,
     validation_size,
 )
+from keras_bilevel.keras3 import streamed
+from keras_bilevel.keras3._splits import Splits
 
-__all__ = ["ArraySplits", "DATASETS", "DatasetNotFoundError", "load"]
+__all__ = ["ArraySplits", "DATASETS", "DatasetNotFoundError", "batch_count", "batches_of", "load"]
 
 _AUGMENTED = ("cifar10", "cifar100")
 _CROP_PADDING = 4
@@ -45,24 +49,15 @@ class DatasetNotFoundError(FileNotFoundError):
 
 
 @dataclasses.dataclass(frozen=True)
-class ArraySplits:
+class ArraySplits(Splits):
     """The splits `load` returns: images as stored (uint8, or float32 in [0, 1] for the
     digits), labels int64; `validation`, `test` and the batches are standardised float32.
 
     # Attributes
-        name, input_shape, classes, batch_size, seed, mean, std: as in
-            `keras_bilevel.data.DataSplits`.
-        augment: whether CIFAR training batches are cropped and flipped.
+        name, input_shape, classes, batch_size, seed, mean, std, augment: see
+            `keras_bilevel.keras3._splits.Splits`.
     """
 
-    name: str
-    input_shape: Tuple[int, ...]
-    classes: int
-    batch_size: int
-    seed: int
-    mean: Tuple[float, ...]
-    std: Tuple[float, ...]
-    augment: bool
     train_images: np.ndarray = dataclasses.field(repr=False)
     train_labels: np.ndarray = dataclasses.field(repr=False)
     validation_images: Optional[np.ndarray] = dataclasses.field(repr=False)
@@ -81,11 +76,6 @@ class ArraySplits:
     @property
     def num_test(self):
         return len(self.test_labels)
-
-    @property
-    def steps_per_epoch(self):
-        """Training batches per epoch, `ceil(num_train / batch_size)`."""
-        return math.ceil(self.num_train / self.batch_size)
 
     def standardise(self, images):
         """Stored images to float32, standardised per channel."""
@@ -119,18 +109,9 @@ class ArraySplits:
                 images = _crop_and_flip(images, draws)
             yield self.standardise(images), self.train_labels[chosen]
 
-    def train_epochs(self, initial_epoch, epochs):
-        """The batches of epochs `initial_epoch, ..., epochs - 1`, one after the other;
-        pass `steps_per_epoch` to `fit` with them."""
-        if not 0 <= initial_epoch <= epochs:
-            raise ValueError("`initial_epoch` must be in [0, epochs], got initial_epoch="
-                             f"{initial_epoch!r} with epochs={epochs!r}.")
-        for epoch in range(initial_epoch, epochs):
-            yield from self.epoch_batches(epoch)
-
 
 def load(name, batch_size=128, validation_fraction=0.1, seed=0, data_dir=None,
-         download=False, augment=True):
+         download=False, augment=True, image_size=None):
     """The train / validation / test splits of a data set as NumPy (see the module).
 
     # Arguments
@@ -142,10 +123,14 @@ def load(name, batch_size=128, validation_fraction=0.1, seed=0, data_dir=None,
             for `digits`.
         download: let tensorflow-datasets download missing data; with False nothing
             touches the network and missing data raises `DatasetNotFoundError`.
-        augment: random crop and flip of CIFAR training batches.
+        augment: random crop and flip of CIFAR training batches (random-resized crop
+            and flip for the streamed sets).
+        image_size: side of the square images of `tiny_imagenet`, `imagenette` and
+            `folder` (None: their default, as in `keras_bilevel.data.load`).
 
     # Returns
-        An `ArraySplits`.
+        An `ArraySplits`; for `tiny_imagenet`, `imagenette` and `folder`, whose images
+        stream from their files (`keras_bilevel.keras3.streamed`), a `StreamedSplits`.
     """
     if name not in DATASETS:
         raise ValueError(f"`name` must be one of {', '.join(map(repr, DATASETS))}; "
@@ -157,6 +142,13 @@ def load(name, batch_size=128, validation_fraction=0.1, seed=0, data_dir=None,
                          f"{validation_fraction!r}.")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"`seed` must be a non-negative integer, got {seed!r}.")
+    if name in _image_files.STREAMED_DATASETS:
+        builder = _prepared_builder(name, data_dir, download) if name == "imagenette" else None
+        return streamed.load_streamed(name, batch_size, validation_fraction, seed, data_dir,
+                                      augment, image_size, builder)
+    if image_size is not None:
+        raise ValueError(f"`image_size` is for {', '.join(_image_files.STREAMED_DATASETS)}; "
+                         f"{name} images keep their size")
     if name == "digits":
         (x, y), test, shape, classes = _digits()
     else:
@@ -179,7 +171,49 @@ def _digits():
     return (x.reshape((-1,) + shape), y), (x_test.reshape((-1,) + shape), y_test), shape, 10
 
 
+def batches_of(split, batch_size):
+    """A function returning an iterator over the `(images, labels)` batches of `split`:
+    NumPy arrays `(images, labels)`, `ImageBatches`, or a `tf.data` dataset."""
+    if isinstance(split, tuple):
+        images, labels = split
+
+        def sliced():
+            for start in range(0, len(labels), batch_size):
+                yield images[start:start + batch_size], labels[start:start + batch_size]
+
+        return sliced
+    if isinstance(split, streamed.ImageBatches):
+        return lambda: iter(split)
+    return split.as_numpy_iterator
+
+
+def batch_count(split, batch_size):
+    """How many batches `batches_of(split, batch_size)` gives."""
+    if isinstance(split, tuple):
+        return math.ceil(len(split[1]) / batch_size)
+    if isinstance(split, streamed.ImageBatches):
+        return len(split)
+    return int(split.cardinality())
+
+
 def _tfds_arrays(name, data_dir, download):
+    builder = _prepared_builder(name, data_dir, download)
+
+    def split(spec):
+        import tensorflow_datasets as tfds
+
+        images, labels = tfds.as_numpy(builder.as_dataset(
+            split=spec, as_supervised=True, shuffle_files=False, batch_size=-1))
+        return np.asarray(images), np.asarray(labels, np.int64)
+
+    info = builder.info
+    shape = tuple(int(d) for d in info.features["image"].shape)
+    return (split("train"), split("test"), shape,
+            int(info.features["label"].num_classes))
+
+
+def _prepared_builder(name, data_dir, download):
+    """The TFDS builder of `name`, prepared (downloaded only with `download`)."""
     try:
         import tensorflow_datasets as tfds
     except ImportError as error:
@@ -203,16 +237,7 @@ def _tfds_arrays(name, data_dir, download):
             raise DatasetNotFoundError(
                 f"The {name} data set is not in {where} and tensorflow-datasets could not "
                 f"download it: {type(error).__name__}: {error}") from error
-
-    def split(spec):
-        images, labels = tfds.as_numpy(builder.as_dataset(
-            split=spec, as_supervised=True, shuffle_files=False, batch_size=-1))
-        return np.asarray(images), np.asarray(labels, np.int64)
-
-    info = builder.info
-    shape = tuple(int(d) for d in info.features["image"].shape)
-    return (split("train"), split("test"), shape,
-            int(info.features["label"].num_classes))
+    return builder
 
 
 def _crop_and_flip(images, draws):

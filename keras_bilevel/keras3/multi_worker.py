@@ -37,7 +37,7 @@ a scratch directory (`writable`). Without settings, `connect()` gives a single p
     cluster.prepare(model)
     model.fit(cluster.train_batches(lambda: splits.train_epochs(0, 10), 10 * steps),
               epochs=10, steps_per_epoch=steps,
-              validation_data=cluster.evaluation_data(*splits.validation, batch_size=128))
+              validation_data=cluster.evaluation_data(splits.validation, batch_size=128))
     ```
 """
 
@@ -47,6 +47,7 @@ import keras
 import numpy as np
 
 from keras_bilevel import _workers
+from keras_bilevel.keras3 import data, streamed
 
 __all__ = ["MultiWorker", "connect"]
 
@@ -117,14 +118,17 @@ class MultiWorker(_workers.WorkerFiles):
         iterable of `(images, labels)` batches, `steps` of them): this worker's rows."""
         return batches()
 
-    def evaluation_data(self, images, labels, batch_size):
-        """`validation_data` for `fit`, evaluating every example once."""
-        return images, labels
+    def evaluation_data(self, split, batch_size):
+        """`validation_data` for `fit`, evaluating every example of `split` once
+        (`split`: the `validation` or `test` of `keras_bilevel.keras3.data.load`)."""
+        return keras_data(split)
 
-    def evaluate(self, model, images, labels, batch_size):
+    def evaluate(self, model, split, batch_size):
         """`model.evaluate` on the whole split; returns Keras' results. On JAX every
         process passes the whole split: the global batch is copies of it."""
-        return model.evaluate(images, labels, batch_size=batch_size, verbose=1)
+        if isinstance(split, tuple):
+            return model.evaluate(*split, batch_size=batch_size, verbose=1)
+        return model.evaluate(keras_data(split), verbose=1)
 
     def _rows(self, batches):
         """This process's rows of each global batch of `batches()`, its replicas' in
@@ -207,15 +211,12 @@ class _TensorFlowWorkers(MultiWorker):
     def train_batches(self, batches, steps):
         return self._batches(lambda: self._rows(batches), steps)
 
-    def evaluation_data(self, images, labels, batch_size):
-        def whole():
-            for start in range(0, len(labels), batch_size):
-                yield images[start:start + batch_size], labels[start:start + batch_size]
+    def evaluation_data(self, split, batch_size):
+        return self._batches(data.batches_of(split, batch_size),
+                             data.batch_count(split, batch_size))
 
-        return self._batches(whole, -(-len(labels) // batch_size))
-
-    def evaluate(self, model, images, labels, batch_size):
-        return model.evaluate(self.evaluation_data(images, labels, batch_size), verbose=1)
+    def evaluate(self, model, split, batch_size):
+        return model.evaluate(self.evaluation_data(split, batch_size), verbose=1)
 
     def _batches(self, rows, steps):
         tf = self._tf
@@ -224,6 +225,29 @@ class _TensorFlowWorkers(MultiWorker):
                      tf.TensorSpec((None,), tf.as_dtype(first_labels.dtype)))
         return self._tf_workers.WorkerBatches(
             lambda: tf.data.Dataset.from_generator(rows, output_signature=signature), steps)
+
+
+def keras_data(split):
+    """What Keras' `fit` (as `validation_data`) and `evaluate` take for a split of
+    `keras_bilevel.keras3.data.load`: arrays as they are, `ImageBatches` as a
+    `keras.utils.PyDataset` (a new pass each epoch), `tf.data` datasets as they are."""
+    if isinstance(split, streamed.ImageBatches):
+        return _PyBatches(split)
+    return split
+
+
+class _PyBatches(keras.utils.PyDataset):
+    """An `ImageBatches` for Keras (which decodes its batches on its own threads)."""
+
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, index):
+        return self.batches[index]
 
 
 def _set_synchronized(model, synchronized):
