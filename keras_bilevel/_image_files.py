@@ -39,7 +39,7 @@ __all__ = ["ATTEMPTS", "DataLayoutError", "DEFAULT_IMAGE_SIZE", "EVAL_CROP_FRACT
            "FOLDER_DATASETS", "FOLDER_TEST_FRACTION", "Files", "IMAGENET_MEAN",
            "IMAGENET_STD", "IMAGE_EXTENSIONS", "ImageIndex", "LOG_RATIO", "SCALE",
            "STREAMED_DATASETS", "TINY_IMAGENET_FOLDER", "allowed_bad_files",
-           "centre_box", "channel_stats", "check_image_size", "default_image_size", "epoch_draws", "folder_index",
+           "centre_box", "channel_stats", "check_image_size", "default_image_size", "epoch_draws", "image_size_for", "index_of", "folder_index",
            "random_resized_box", "split_seeds", "tiny_imagenet_index"]
 
 # The per-channel statistics of the ImageNet training images on [0, 1] that the public
@@ -412,4 +412,16 @@ def default_image_size(name, index=None):
     if name in DEFAULT_IMAGE_SIZE:
         return DEFAULT_IMAGE_SIZE[name]
     return max(8, min(FOLDER_MAX_DEFAULT_SIZE, index.median_side))
+
+
+def image_size_for(name, image_size, index=None):
+    """The image size of a run: `image_size` (checked), else the data set's default."""
+    return check_image_size(image_size or default_image_size(name, index))
+
+
+def index_of(name, data_dir):
+    """The checked `ImageIndex` of `tiny_imagenet` or `folder` in `data_dir`."""
+    if name == "tiny_imagenet":
+        return tiny_imagenet_index(data_dir)
+    return folder_index(data_dir)
 

@@ -336,13 +336,11 @@ def _streamed_splits(name, batch_size, validation_fraction, seed, data_dir, down
     if name == "imagenette":
         builder = _prepared_builder(name, data_dir, download)
         source = _tf_images.tfds_source(builder, validation_fraction, shuffle_buffer)
-        size = image_size or _image_files.default_image_size(name)
+        size = _image_files.image_size_for(name, image_size)
     else:
-        index = (_image_files.tiny_imagenet_index(data_dir) if name == "tiny_imagenet"
-                 else _image_files.folder_index(data_dir))
+        index = _image_files.index_of(name, data_dir)
         source = _tf_images.folder_source(index, validation_fraction)
-        size = image_size or _image_files.default_image_size(name, index)
-    size = _image_files.check_image_size(size)
+        size = _image_files.image_size_for(name, image_size, index)
     pipelines = _tf_images.pipelines(source, batch_size, size,
                                      _image_files.EVAL_CROP_FRACTION[name], seed,
                                      augment=augment)

@@ -141,8 +141,13 @@ def _launcher_with_two_sleepers(tmp_path, script):
 
 def test_ctrl_c_stops_every_worker(tmp_path):
     """SIGINT to the launcher (as Ctrl-C sends to the foreground job): the workers are
-    stopped and the launcher raises KeyboardInterrupt, so the command ends with 130."""
-    script = ("import sys\n"
+    stopped and the launcher raises KeyboardInterrupt, so the command ends with 130.
+
+    The launcher takes Python's own SIGINT handler first: started from a background job
+    of a shell without job control (`nohup .ci/run &`), it inherits SIGINT ignored, and
+    Python then installs none (no Ctrl-C reaches such a job anyway)."""
+    script = ("import signal, sys\n"
+              "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
               "from keras_bilevel import _local_workers\n"
               "try:\n"
               f"    _local_workers.run_local_workers('larq', 2, ['train'], command={COMMAND!r},"

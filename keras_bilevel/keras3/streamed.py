@@ -140,10 +140,8 @@ def load_streamed(name, batch_size, validation_fraction, seed, data_dir, augment
     if name == "imagenette":
         return _tfds_streamed(builder, batch_size, validation_fraction, seed, augment,
                               image_size)
-    index = (_image_files.tiny_imagenet_index(data_dir) if name == "tiny_imagenet"
-             else _image_files.folder_index(data_dir))
-    size = _image_files.check_image_size(
-        image_size or _image_files.default_image_size(name, index))
+    index = _image_files.index_of(name, data_dir)
+    size = _image_files.image_size_for(name, image_size, index)
     held_out = validation_size(name, len(index.train), validation_fraction)
     boundary = len(index.train) - held_out
     train = index.train.take(range(boundary))
@@ -196,8 +194,7 @@ def _tfds_streamed(builder, batch_size, validation_fraction, seed, augment, imag
 
     name = "imagenette"
     source = _tf_images.tfds_source(builder, validation_fraction)
-    size = _image_files.check_image_size(
-        image_size or _image_files.default_image_size(name))
+    size = _image_files.image_size_for(name, image_size)
     pipelines = _tf_images.pipelines(source, batch_size, size,
                                      _image_files.EVAL_CROP_FRACTION[name], seed,
                                      augment=augment)
