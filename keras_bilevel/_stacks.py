@@ -25,9 +25,10 @@ import json
 import os
 import sys
 
-__all__ = ["BACKENDS", "KERAS3_BACKENDS", "choose_keras_backend", "default_backend",
+__all__ = ["LCE_MODULES", "BACKENDS", "KERAS3_BACKENDS", "choose_keras_backend", "default_backend",
            "install_hint",
-           "installed_backends", "is_installed", "missing_message", "missing_modules",
+           "installed_backends", "is_installed", "missing_lce_message", "missing_message",
+           "missing_modules",
            "require_backend"]
 
 # The importable modules each backend needs, and the extra that installs them.
@@ -87,6 +88,21 @@ def missing_message(backend, what=None):
     what = what or f"--backend {backend} ({_NAMES[backend]})"
     return (f"{what} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
             f"not installed: {install_hint(backend)}")
+
+
+# What exporting to Larq Compute Engine needs (a Keras 3 model is rebuilt from Larq
+# layers for it): the Larq stack and LCE, the `lce` extra.
+LCE_MODULES = ("tensorflow", "tf_keras", "larq", "larq_compute_engine")
+
+
+def missing_lce_message(what):
+    """One line: `what` needs the LCE modules that are missing, and how to install them;
+    None when all are installed."""
+    missing = [module for module in LCE_MODULES if not is_installed(module)]
+    if not missing:
+        return None
+    return (f"{what} needs the Larq stack and Larq Compute Engine ({', '.join(missing)} "
+            f"not installed): {install_hint('lce')}")
 
 
 def require_backend(backend, what=None):

@@ -349,9 +349,10 @@ def _check_backend(args):
                              "tensorflow or torch (or leave --backend out)")
         args.backend = args.backend or _default_keras3_backend(args.command)
         if args.command == "export" and args.format == "lce":
-            raise UsageError(f"--format lce needs a Larq (Keras 2) model, and "
-                             f"{args.model_path} is a Keras 3 file: use --format tflite "
-                             "or tflite-int8")
+            message = _stacks.missing_lce_message(
+                f"--format lce of a Keras 3 file ({args.model_path})")
+            if message:
+                raise UsageError(message)
     elif args.backend not in (None, "larq"):
         raise UsageError(f"{args.model_path} is a Keras 2 (Larq) model: use --backend larq "
                          "(or leave --backend out)")

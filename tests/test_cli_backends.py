@@ -217,12 +217,22 @@ class TestRefusals:
         one_error_line(result, "--method bop is Larq-only", "--backend larq")
         assert not list(tmp_path.iterdir())
 
-    def test_a_keras3_file_with_larq_or_lce(self, jax_run):
+    def test_a_keras3_file_with_larq(self, jax_run):
         path = str(jax_run[0] / "model.keras")
         one_error_line(keras_bilevel(["evaluate", path, "--backend", "larq"]),
                        "is a Keras 3 file", "--backend jax")
-        one_error_line(keras_bilevel(["export", path, "--format", "lce"]),
-                       "--format lce needs a Larq (Keras 2) model")
+
+    def test_a_keras3_file_to_lce(self, jax_run, tmp_path):
+        """Rebuilt from Larq layers (keras_bilevel.keras3.export.to_lce); the MLP has
+        binary weights only, so the file computes in float, and says so."""
+        output = tmp_path / "mlp.lce.tflite"
+        result = keras_bilevel(["export", str(jax_run[0] / "model.keras"), "--format",
+                                "lce", "--output", str(output)])
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert output.stat().st_size > 0
+        assert "(lce-float32)" in result.stdout and "check               passed" in (
+            result.stdout)
+        assert "rebuilt from Larq layers" in result.stdout
 
     def test_a_keras2_file_with_a_keras3_backend(self, tmp_path):
         model = tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(2)])

@@ -403,3 +403,20 @@ def test_multi_worker_throughput_benchmark_smoke(tmp_path):
     result = record["results"]["larq"]
     assert result["median_ratio_2_over_1"] > 0 and result["blocks"] == 1
     assert (tmp_path / "multi_worker_throughput_smoke.png").stat().st_size > 1000
+
+
+def test_keras3_exports_benchmark_smoke(tmp_path):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TF_USE_LEGACY_KERAS", "KERAS_BACKEND")}
+    result = subprocess.run(
+        [sys.executable, "benchmarks/keras3_exports.py", "--smoke", "--output",
+         str(tmp_path)], cwd=ROOT, env=dict(env, KERAS_BACKEND="tensorflow"),
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = json.loads((tmp_path / "keras3_exports_smoke.json").read_text())
+    cnn = saved["results"]["binary_cnn"]
+    assert cnn["lce"]["lce_bconv2d"] == 5  # every convolution but the first
+    assert cnn["lce"]["size_vs_float32"] < cnn["tflite-int8"]["size_vs_float32"] < 0.5
+    for fmt in ("tflite-float32", "tflite-int8", "lce"):
+        assert cnn[fmt]["max_rel_diff"] < 1e-4 and set(cnn[fmt]["latency_ms"]) == {"1", "2"}
+    assert (tmp_path / "keras3_exports_smoke.png").stat().st_size > 1000

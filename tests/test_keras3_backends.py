@@ -19,7 +19,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # is rewritten on those jaxlib versions (`keras3/dense_product.py`) and the layers and
 # training that use them.
 SUITES = {"jax": ["tests_keras3/test_dense_product.py", "tests_keras3/test_layers.py",
-                  "tests_keras3/test_training.py"],
+                  "tests_keras3/test_training.py",
+                  # LCE export needs the Larq stack, which `.[jax]` does not install.
+                  "tests_keras3/test_lce_export.py"],
           "tensorflow": ["tests_keras3"], "torch": ["tests_keras3"]}
 
 

@@ -127,3 +127,9 @@ models.binary_mlp((8,), 16, classes=3).save({str(tmp_path / "m.keras")!r})
     assert status == 2 and err.count("\n") == 1, err
     assert "needs TensorFlow's converter" in err and 'pip install "keras-bilevel[tensorflow]"' in err
     assert not (tmp_path / "m.int8.tflite").exists()
+    # LCE rebuilds the model from Larq layers: the Larq stack and LCE, the `lce` extra.
+    status, _, err = _cli("export", str(tmp_path / "m.keras"), "--format", "lce")
+    assert status == 2 and err.count("\n") == 1, err
+    assert "needs the Larq stack and Larq Compute Engine" in err and \
+        'pip install "keras-bilevel[lce]"' in err
+    assert not (tmp_path / "m.lce.tflite").exists()

@@ -69,33 +69,48 @@ def sample_inputs(input_shape, samples=None, num_samples=None, seed=0):
     return samples
 
 
-def run_tflite(content, x, batch_size=256):
-    """Outputs of a TFLite flatbuffer on `x` in the LiteRT interpreter, batch by batch.
-
-    A file with a fixed batch size gets its batches padded with zeros (the padding's
-    outputs are dropped); otherwise the input is resized to each batch.
-    """
+def tflite_runner(content, num_threads=None):
+    """A function running one batch through a TFLite flatbuffer in one LiteRT
+    interpreter (kept between calls; the input resized when the batch's shape changes).
+    A file with a fixed batch size takes exactly that many inputs."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_content=bytes(content))
+    interpreter = Interpreter(model_content=bytes(content), num_threads=num_threads)
     (input_details,) = interpreter.get_input_details()
     (output_details,) = interpreter.get_output_details()
-    fixed_batch = int(input_details["shape_signature"][0])
-    batch_size = fixed_batch if fixed_batch > 0 else batch_size
-    outputs, current = [], None
-    for start in range(0, len(x), batch_size):
-        batch = x[start : start + batch_size]
-        count = len(batch)
-        if fixed_batch > 0 and count < fixed_batch:
-            padding = np.zeros((fixed_batch - count, *x.shape[1:]), x.dtype)
-            batch = np.concatenate([batch, padding])
+    current = None
+
+    def run(batch):
+        nonlocal current
         if batch.shape != current:
             interpreter.resize_tensor_input(input_details["index"], batch.shape)
             interpreter.allocate_tensors()
             current = batch.shape
         interpreter.set_tensor(input_details["index"], batch)
         interpreter.invoke()
-        outputs.append(interpreter.get_tensor(output_details["index"])[:count].copy())
+        return interpreter.get_tensor(output_details["index"]).copy()
+
+    run.fixed_batch = int(input_details["shape_signature"][0])
+    return run
+
+
+def run_tflite(content, x, batch_size=256):
+    """Outputs of a TFLite flatbuffer on `x` in the LiteRT interpreter, batch by batch.
+
+    A file with a fixed batch size gets its batches padded with zeros (the padding's
+    outputs are dropped); otherwise the input is resized to each batch.
+    """
+    run = tflite_runner(content)
+    fixed_batch = run.fixed_batch
+    batch_size = fixed_batch if fixed_batch > 0 else batch_size
+    outputs = []
+    for start in range(0, len(x), batch_size):
+        batch = x[start : start + batch_size]
+        count = len(batch)
+        if fixed_batch > 0 and count < fixed_batch:
+            padding = np.zeros((fixed_batch - count, *x.shape[1:]), x.dtype)
+            batch = np.concatenate([batch, padding])
+        outputs.append(run(batch)[:count])
     return np.concatenate(outputs)
 
 

@@ -78,9 +78,13 @@ def build_probe(plain, convert, batch_size=64):
     output = _call_graph(plain, inputs, tap)
     if not taps:
         return None
-    flat = [tf.keras.layers.Flatten()(tensor) for tensor in [output] + [t[3] for t in taps]]
+    # Named here: a model whose own layers were named explicitly (a Keras 3 model
+    # rebuilt for LCE has a "flatten") would clash with Keras' automatic names.
+    flat = [tf.keras.layers.Flatten(name=f"probe_flatten_{i}")(tensor)
+            for i, tensor in enumerate([output] + [t[3] for t in taps])]
     probe_model = tf.keras.Model(
-        inputs, tf.keras.layers.Concatenate()(flat), name=f"{plain.name}_probe"
+        inputs, tf.keras.layers.Concatenate(name="probe_outputs")(flat),
+        name=f"{plain.name}_probe"
     )
 
     forced_inputs = [tf.keras.Input(plain.inputs[0].shape[1:], name="forced_input")]

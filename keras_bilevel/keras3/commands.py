@@ -180,11 +180,15 @@ def evaluate(args):
 
 
 def export(args):
-    """The saved Keras 3 model `args.model_path` as a TFLite flatbuffer at `args.output`
-    (`keras_bilevel.keras3.export.to_tflite`, checked with LiteRT's interpreter)."""
-    from keras_bilevel.keras3.export import to_tflite
+    """The saved Keras 3 model `args.model_path` as a TFLite flatbuffer at `args.output`:
+    `keras_bilevel.keras3.export.to_tflite` (checked with LiteRT's interpreter), or for
+    `--format lce` `to_lce` (rebuilt from Larq layers, checked with LCE's)."""
+    from keras_bilevel.keras3.export import to_lce, to_tflite
 
-    return to_tflite(_load_model(args.model_path), args.output,
+    model = _load_model(args.model_path)
+    if args.format == "lce":
+        return to_lce(model, args.output)
+    return to_tflite(model, args.output,
                      weights="int8" if args.format == "tflite-int8" else "float32")
 
 

@@ -26,6 +26,10 @@ The route, whatever the backend:
    step 3. `TF_USE_LEGACY_KERAS` is removed from that process's environment, so its
    `tf.keras` stays Keras 3.
 
+`to_lce(model, path)` writes a Larq Compute Engine file: the plain copy is rebuilt from
+Larq layers in a process of the Larq stack and exported by the Larq path's `to_lce`
+(`keras_bilevel.keras3._lce`, `keras_bilevel.export.keras3_rebuild`).
+
 This module imports TensorFlow only on the TensorFlow backend, when exporting.
 
 !!! example
@@ -53,7 +57,7 @@ from keras_bilevel.export.report import ExportError
 from keras_bilevel.keras3 import layers as quant_layers
 from keras_bilevel.keras3 import quantizers
 
-__all__ = ["BinarySign", "plain_model", "to_tflite"]
+__all__ = ["BinarySign", "plain_model", "to_lce", "to_tflite"]
 
 WEIGHT_STORAGE = ("float32", "int8")
 # The plain Keras layer each quantized layer becomes (the first base class it has).
@@ -238,7 +242,12 @@ def to_tflite(
     The plain copy of the model (`plain_model`) is converted by Keras 3's LiteRT export
     on the TensorFlow backend (in a subprocess when the model's backend is JAX or
     PyTorch); the converter folds BatchNorm into the kernels, so each binary kernel
-    becomes +-s per channel. `weights="int8"` then stores every binary weight tensor as
+    becomes +-s per channel. A network with binary activations, where the Larq stack is
+    installed, is instead rebuilt from Larq layers and exported by the Larq path's
+    `to_tflite` (as `to_lce` does), whose check tells a binary activation that flipped
+    within rounding of the threshold (no error, `report.flips`) from a departure;
+    without the Larq stack its outputs are compared as they are, and one such flip can
+    fail the check. `weights="int8"` then stores every binary weight tensor as
     int8 +-1 with that scale and a `DEQUANTIZE` op (about 4x smaller, outputs of the
     float32 file). The file is written, run by LiteRT's interpreter on the samples and
     compared with the original model's `predict` on its own backend.
@@ -272,6 +281,20 @@ def to_tflite(
     x = check.sample_inputs(input_shape, samples, num_samples, seed)
     reference = np.asarray(model.predict(x, batch_size=256, verbose=0), np.float32)
     plain = plain_model(model)
+    from keras_bilevel.keras3 import _lce
+
+    if _lce.has_binary_activations(plain) and not _stacks.missing_modules("larq"):
+        # Binary activations may flip within rounding of the threshold: the Larq path's
+        # check tells flips from departures, so the file is made there, if it can be.
+        try:
+            report = _lce.export_rebuilt(model, plain, path, weights, x, reference,
+                                         tolerance, verbose=False, format="tflite")
+        except _lce.NotRebuildable:
+            pass
+        else:
+            if verbose:
+                print(report)
+            return report
     job = dict(path=os.fspath(path), weights=weights, x=x, reference=reference,
                tolerance=tolerance)
     if keras.backend.backend() == "tensorflow":
@@ -351,3 +374,76 @@ def _tensorflow_worker(folder):
     outcome = _convert_and_check(plain, **job)
     with open(os.path.join(folder, _RESULT_FILE), "wb") as file:
         pickle.dump(outcome, file)
+
+
+def to_lce(
+    model,
+    path,
+    weights="float32",
+    *,
+    samples=None,
+    num_samples=None,
+    seed=0,
+    tolerance=None,
+    verbose=True,
+):
+    """Writes a Larq Compute Engine file of a Keras 3 binary network (any backend).
+
+    LCE converts Larq models, so the plain copy of `model` (`plain_model`) is described
+    layer by layer and rebuilt from Larq layers in a Python process with the Larq stack
+    (`keras_bilevel.export.keras3_rebuild`): a quantized convolution or dense layer
+    whose input quantizer is binary (`"ste_sign"`, `"ada_ste"`) becomes Larq's
+    `QuantConv2D`/`QuantDense` with `input_quantizer="ste_sign"` and its +-1 kernel,
+    the other layers their Keras 2 twins. The rebuilt model must give `model.predict`'s
+    outputs on the samples, then the Larq path's `keras_bilevel.export.to_lce` writes
+    and checks the file: convolutions with binary inputs and weights become `LceBconv2d`
+    (bit-packed weights); LCE has no binary dense op, so dense layers, binary or not,
+    stay float (or int8 storage with `weights="int8"`); BatchNorm and ReLU after a
+    binary convolution are folded into it as LCE folds them. The file runs in LCE's
+    interpreter on the samples; flips of binary activations within rounding of the
+    threshold are counted, a departure is refused naming the layer, as for Larq models.
+
+    Needs the Larq stack and LCE in this environment (`pip install
+    "keras-bilevel[lce]"`; with Keras 3 beside it, as in the test stack): Larq pins
+    numpy < 2.
+
+    # Arguments
+        model, path, samples, num_samples, seed, tolerance, verbose: as for `to_tflite`.
+        weights: `"float32"` or `"int8"`: storage of the binary weights LCE does not
+            bit-pack.
+
+    # Returns
+        The `ExportReport` (`format` `"lce-float32"` or `"lce-int8"`).
+
+    # Raises
+        ImportError: the Larq stack or LCE is not installed.
+        ValueError: a layer LCE cannot run here or an input quantizer that is not a
+            sign (both named), or a wrong argument.
+        ExportError: the file departs from the model (the layer named).
+
+    !!! example
+        ```python
+        model = models.vgg_small(kernel_quantizer="ada_ste")  # then binary inputs ...
+        report = export.to_lce(model, "vgg.lce.tflite")
+        print(report.ops["LceBconv2d"])
+        ```
+    """
+    return _to_lce(model, path, weights, samples=samples, num_samples=num_samples,
+                   seed=seed, tolerance=tolerance, verbose=verbose)
+
+
+def _to_lce(model, path, weights, *, samples, num_samples, seed, tolerance, verbose,
+            plant=None):
+    from keras_bilevel.export import check
+    from keras_bilevel.keras3 import _lce
+
+    input_shape = _check_arguments(model, weights)
+    _lce.require_lce()
+    tolerance = check.DEFAULT_TOLERANCE if tolerance is None else tolerance
+    x = check.sample_inputs(input_shape, samples, num_samples, seed)
+    reference = np.asarray(model.predict(x, batch_size=256, verbose=0), np.float32)
+    report = _lce.export_rebuilt(model, plain_model(model), path, weights, x, reference,
+                                 tolerance, verbose=False, plant=plant)
+    if verbose:
+        print(report)
+    return report

@@ -1,0 +1,162 @@
+"""A Keras 3 network to Larq Compute Engine: described here, rebuilt from Larq layers.
+
+LCE converts Keras 2 models whose binary layers are Larq's. `to_lce` describes the plain
+copy of a Keras 3 model (`keras_bilevel.keras3.export.plain_model`: binary kernels,
+binary input quantizers as `BinarySign` layers) as a list of layers with their settings,
+weights and inputs, and a Python process with the Larq stack
+(`keras_bilevel.export.keras3_rebuild`) rebuilds the same network from Larq layers, checks
+that it computes what the Keras 3 model computes, and exports it with the Larq path's
+`keras_bilevel.export.to_lce`: the same strip, flip-aware check, one-padding rewrite and
+report. Used through `keras_bilevel.keras3.export.to_lce`.
+"""
+
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import warnings
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_bilevel import _stacks
+from keras_bilevel.export.report import ExportError
+from keras_bilevel.keras3 import layers as quant_layers
+from keras_bilevel.keras3 import quantizers
+
+__all__ = ["NotRebuildable", "SUPPORTED_LAYERS", "describe", "export_rebuilt", "has_binary_activations",
+           "require_lce"]
+
+# What the rebuild knows (plain Keras 3 class names), besides InputLayer and BinarySign.
+SUPPORTED_LAYERS = ("Conv2D", "DepthwiseConv2D", "Dense", "BatchNormalization", "ReLU", "Activation",
+                    "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
+                    "Flatten", "Add", "Dropout", "Reshape")
+# The settings each layer keeps (the rest of a Keras 3 config is Keras 3's own).
+_SETTINGS = {
+    "Conv2D": ("filters", "kernel_size", "strides", "padding", "dilation_rate", "use_bias",
+               "activation"),
+    "DepthwiseConv2D": ("kernel_size", "strides", "padding", "depth_multiplier",
+                        "dilation_rate", "use_bias", "activation"),
+    "Dense": ("units", "use_bias", "activation"),
+    "BatchNormalization": ("axis", "momentum", "epsilon", "center", "scale"),
+    "ReLU": ("max_value", "negative_slope", "threshold"),
+    "Activation": ("activation",),
+    "MaxPooling2D": ("pool_size", "strides", "padding"),
+    "AveragePooling2D": ("pool_size", "strides", "padding"),
+    "GlobalAveragePooling2D": ("keepdims",),
+    "Flatten": (),
+    "Add": (),
+    "Dropout": ("rate",),
+    "Reshape": ("target_shape",),
+}
+_ARGS_FILE, _RESULT_FILE = "job.pkl", "outcome.pkl"
+
+
+class NotRebuildable(ValueError):
+    """A layer the Larq rebuild does not know (named in the message)."""
+
+
+def describe(plain, model):
+    """The layers of `plain` (the plain copy of `model`) as plain data, in order: a dict
+    per layer with `name`, `kind` (the Keras class name), `settings`, `inputs` (names),
+    `weights` (NumPy arrays), `binary_input` (it follows a `BinarySign`, which is
+    folded in) and `binary_kernel` (it copies a quantized layer of `model`).
+
+    Raises `NotRebuildable` naming the first layer the rebuild does not know."""
+    # Layers whose kernel is +-1: quantized by a sign (a kernel quantized otherwise, or
+    # not at all, is copied as the float kernel it is).
+    quantized = {layer.name for layer in model.layers
+                 if isinstance(layer, quant_layers._Quantized) and isinstance(
+                     getattr(layer, layer._quantizer_arg),
+                     (quantizers.AdaSTE, quantizers.SteSign))}
+    sign_input = {}  # name of a BinarySign layer -> the name of its input
+    described = []
+    for layer in plain.operations:
+        kind = type(layer).__name__
+        inputs = [tensor._keras_history.operation.name
+                  for tensor in _input_tensors(layer)]
+        if kind == "BinarySign":
+            sign_input[layer.name] = inputs[0]
+            continue
+        if kind == "InputLayer":
+            described.append(dict(name=layer.name, kind=kind, inputs=[], weights=[],
+                                  settings=dict(shape=tuple(layer.batch_shape[1:])),
+                                  binary_input=False, binary_kernel=False))
+            continue
+        if kind not in _SETTINGS:
+            raise NotRebuildable(
+                f"to_lce: layer {layer.name!r} ({kind}) has no Larq counterpart that LCE "
+                f"runs here; the Keras 3 LCE export takes {', '.join(SUPPORTED_LAYERS)} "
+                "and the quantized layers QuantConv2D, QuantDepthwiseConv2D and QuantDense")
+        config = layer.get_config()
+        if config.get("data_format", "channels_last") != "channels_last":
+            raise NotRebuildable(f"to_lce: layer {layer.name!r} is channels_first; LCE "
+                                 "runs channels_last networks")
+        binary_input = any(name in sign_input for name in inputs)
+        described.append(dict(
+            name=layer.name, kind=kind,
+            inputs=[sign_input.get(name, name) for name in inputs],
+            settings={key: config[key] for key in _SETTINGS[kind] if key in config},
+            weights=[ops.convert_to_numpy(w) for w in layer.weights],
+            binary_input=binary_input, binary_kernel=layer.name in quantized))
+    return dict(layers=described, output=plain.outputs[0]._keras_history.operation.name,
+                name=model.name)
+
+
+def _input_tensors(layer):
+    node = layer._inbound_nodes[0]
+    return list(node.input_tensors)
+
+
+def has_binary_activations(plain):
+    """Whether the plain copy of a model has binary activations (`BinarySign` layers)."""
+    return any(type(layer).__name__ == "BinarySign" for layer in plain.layers)
+
+
+def require_lce():
+    """ImportError in one line unless the Larq stack and LCE are installed here."""
+    message = _stacks.missing_lce_message(
+        "exporting a Keras 3 model to Larq Compute Engine (rebuilt from Larq layers)")
+    if message:
+        raise ImportError(message)
+
+
+def export_rebuilt(model, plain, path, weights, x, reference, tolerance, verbose,
+                   format="lce", plant=None):
+    """Runs the rebuild and the Larq path's `to_lce` (`format="lce"`) or `to_tflite`
+    (`"tflite"`) in a process of the Larq stack; returns the `ExportReport`, raises
+    `ExportError` or `ValueError` as it did."""
+    job = dict(description=describe(plain, model), path=os.fspath(path), weights=weights,
+               x=x, reference=np.asarray(reference, np.float32), tolerance=tolerance,
+               verbose=verbose, plant=plant, format=format)
+    with tempfile.TemporaryDirectory() as folder:
+        with open(os.path.join(folder, _ARGS_FILE), "wb") as file:
+            pickle.dump(job, file)
+        env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+        env.update(TF_USE_LEGACY_KERAS="1")
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        package_root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+        env["PYTHONPATH"] = os.pathsep.join(
+            part for part in (package_root, env.get("PYTHONPATH")) if part)
+        done = subprocess.run(
+            [sys.executable, "-m", "keras_bilevel.export.keras3_rebuild", folder],
+            env=env, capture_output=True, text=True)
+        if verbose and done.stdout:
+            print(done.stdout, end="")
+        result = os.path.join(folder, _RESULT_FILE)
+        if done.returncode != 0 or not os.path.exists(result):
+            raise RuntimeError(
+                "the Larq process that rebuilds and converts the model failed "
+                f"(exit status {done.returncode}). Its error output ends with:\n"
+                f"{done.stderr[-4000:]}")
+        with open(result, "rb") as file:
+            outcome = pickle.load(file)
+    if "value_error" in outcome:
+        raise ValueError(outcome["value_error"])
+    if "error" in outcome:
+        raise ExportError(outcome["error"], outcome["report"])
+    for message in outcome.get("warnings", ()):  # the Larq path's, said here again
+        warnings.warn(message, UserWarning, stacklevel=4)  # the caller of to_lce
+    return outcome["report"]
