@@ -17,7 +17,6 @@ import sys
 import tempfile
 import warnings
 
-import keras
 import numpy as np
 from keras import ops
 
@@ -26,8 +25,8 @@ from keras_bilevel.export.report import ExportError
 from keras_bilevel.keras3 import layers as quant_layers
 from keras_bilevel.keras3 import quantizers
 
-__all__ = ["NotRebuildable", "SUPPORTED_LAYERS", "describe", "export_rebuilt", "has_binary_activations",
-           "require_lce"]
+__all__ = ["NotRebuildable", "SUPPORTED_LAYERS", "describe", "export_rebuilt",
+           "has_binary_activations", "require_lce"]
 
 # What the rebuild knows (plain Keras 3 class names), besides InputLayer and BinarySign.
 SUPPORTED_LAYERS = ("Conv2D", "DepthwiseConv2D", "Dense", "BatchNormalization", "ReLU", "Activation",
