@@ -13,6 +13,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import pytest  # noqa: E402
 
+# Imported first, keras_bilevel.keras3 makes `import keras_bilevel` load no Larq front end,
+# so a test module may import `keras_bilevel._stacks` (or the like) before it.
+import keras_bilevel.keras3  # noqa: E402,F401
+
 BACKEND = keras.backend.backend()
 # Backends whose `fit(..., jit_compile=True)` compiles the step with XLA. PyTorch's
 # jit_compile is torch.compile, which Keras does not turn on by default.

@@ -9,9 +9,10 @@ import keras
 import numpy as np
 import pytest
 
-from keras_bilevel import _stacks
-from keras_bilevel.export import ExportError
+# keras_bilevel.keras3 first: imported so, the package loads no Larq front end.
 from keras_bilevel.keras3 import export, layers
+from keras_bilevel import _stacks  # noqa: I001
+from keras_bilevel.export import ExportError
 
 pytestmark = pytest.mark.skipif(
     _stacks.missing_lce_message("to_lce") is not None,
