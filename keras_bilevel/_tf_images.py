@@ -17,8 +17,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_bilevel import _image_files
+from keras_bilevel._datasets import validation_size
 
-__all__ = ["EncodedSource", "Pipelines", "folder_source", "pipelines", "tfds_source"]
+__all__ = ["EncodedSource", "Pipelines", "derived_seed", "folder_source", "pipelines",
+           "tfds_source"]
 
 # Records of a TFDS data set kept in the training shuffle buffer (encoded images).
 TFDS_SHUFFLE_BUFFER = 1024
@@ -53,7 +55,7 @@ class Pipelines:
 def folder_source(index, validation_fraction):
     """The `EncodedSource` of an `_image_files.ImageIndex` (files read as they stream);
     the last `validation_fraction` of its training files is the validation split."""
-    held_out = _validation_count(index.name, len(index.train), validation_fraction)
+    held_out = validation_size(index.name, len(index.train), validation_fraction)
     boundary = len(index.train) - held_out
 
     def files(subset):
@@ -82,7 +84,7 @@ def tfds_source(builder, validation_fraction, shuffle_buffer=None):
 
     info = builder.info
     total = info.splits["train"].num_examples
-    held_out = _validation_count(info.name, total, validation_fraction)
+    held_out = validation_size(info.name, total, validation_fraction)
     boundary = total - held_out
 
     def split(spec):
@@ -146,8 +148,8 @@ def pipelines(source, batch_size, image_size, crop_fraction, seed, augment=True)
 
     def epoch_batches(epoch):
         tf.compat.v1.set_random_seed(None)  # the epoch's seeds alone decide (as in data)
-        epoch_seed = _derived_seed(augment_seed, epoch)
-        examples = source.train(_derived_seed(order_seed, epoch))
+        epoch_seed = derived_seed(augment_seed, epoch)
+        examples = source.train(derived_seed(order_seed, epoch))
         if augment:
             examples = examples.enumerate().map(
                 lambda index, example: training_example(index, example, epoch_seed),
@@ -161,12 +163,6 @@ def pipelines(source, batch_size, image_size, crop_fraction, seed, augment=True)
                      test=evaluation(source.test))
 
 
-def _validation_count(name, count, validation_fraction):
-    from keras_bilevel._datasets import validation_size
-
-    return validation_size(name, count, validation_fraction)
-
-
 def _xp():
     """The NumPy functions `_image_files`' box formulas use, in TensorFlow."""
     return types.SimpleNamespace(
@@ -178,7 +174,7 @@ def _xp():
             a, indices, axis=axis, batch_dims=len(a.shape) - 1))
 
 
-def _derived_seed(seed, index):
+def derived_seed(seed, index):
     """An int64 that depends on the two int64s `seed` and `index` only (stateless)."""
     key = tf.stack([tf.cast(seed, tf.int64), tf.cast(index, tf.int64)])
     return tf.random.stateless_uniform([], seed=key, minval=None, maxval=None,

@@ -34,7 +34,7 @@ from typing import Callable, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from keras_bilevel import _image_files
+from keras_bilevel import _image_files, _tf_images
 from keras_bilevel._datasets import (  # noqa: F401  (public here too)
     CHANNEL_STATS,
     DATASETS,
@@ -280,8 +280,7 @@ def load(name, batch_size=128, validation_fraction=0.1, seed=0, data_dir=None,
         source = _tfds_source(name, validation_fraction, data_dir, download, cache)
     mean, std = CHANNEL_STATS[name]
     # Two independent seeds for the shuffle and the augmentation, both fixed by `seed`.
-    shuffle_seed, augment_seed = (
-        int(s) for s in np.random.SeedSequence([seed, 0x5EED]).generate_state(2))
+    shuffle_seed, augment_seed = _image_files.split_seeds(seed)
     augmented = augment and name in _AUGMENTED
 
     def batched(examples):
@@ -295,12 +294,13 @@ def load(name, batch_size=128, validation_fraction=0.1, seed=0, data_dir=None,
         # fails on a global seed of 0 with a seed tensor, so it gets none.
         tf.compat.v1.set_random_seed(None)
         examples = source.train.shuffle(shuffle_buffer or source.num_train,
-                                        seed=_derived_seed(shuffle_seed, epoch),
+                                        seed=_tf_images.derived_seed(shuffle_seed, epoch),
                                         reshuffle_each_iteration=False)
         if augmented:
-            draws = _derived_seed(augment_seed, epoch)
+            draws = _tf_images.derived_seed(augment_seed, epoch)
             examples = examples.enumerate().map(
-                lambda index, example: _crop_and_flip(example, _derived_seed(draws, index)),
+                lambda index, example: _crop_and_flip(
+                    example, _tf_images.derived_seed(draws, index)),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return batched(examples)
 
@@ -331,8 +331,6 @@ def load(name, batch_size=128, validation_fraction=0.1, seed=0, data_dir=None,
 def _streamed_splits(name, batch_size, validation_fraction, seed, data_dir, download,
                      augment, shuffle_buffer, image_size):
     """`DataSplits` of a data set streamed from image files or TFDS records."""
-    from keras_bilevel import _tf_images
-
     if name == "imagenette":
         builder = _prepared_builder(name, data_dir, download)
         source = _tf_images.tfds_source(builder, validation_fraction, shuffle_buffer)
@@ -498,13 +496,6 @@ def _to_unit(images):
     if images.dtype == tf.uint8:
         return tf.cast(images, tf.float32) / 255.0
     return tf.cast(images, tf.float32)
-
-
-def _derived_seed(seed, index):
-    """An int64 that depends on the two int64s `seed` and `index` only (stateless)."""
-    key = tf.stack([tf.cast(seed, tf.int64), tf.cast(index, tf.int64)])
-    return tf.random.stateless_uniform([], seed=key, minval=None, maxval=None,
-                                       dtype=tf.int64)
 
 
 def _crop_and_flip(example, draw):

@@ -135,13 +135,15 @@ def _export(job):
 
 
 def main(folder):
-    with open(os.path.join(folder, "job.pkl"), "rb") as file:
+    """Reads the job from FOLDER/args.pkl, writes the outcome to FOLDER/result.pkl (the
+    files of `keras_bilevel.keras3.export.run_job`)."""
+    with open(os.path.join(folder, "args.pkl"), "rb") as file:
         job = pickle.load(file)
     try:
         outcome = _export(job)
     except (ValueError, TypeError) as error:
         outcome = {"value_error": str(error)}
-    with open(os.path.join(folder, "outcome.pkl"), "wb") as file:
+    with open(os.path.join(folder, "result.pkl"), "wb") as file:
         pickle.dump(outcome, file)
 
 

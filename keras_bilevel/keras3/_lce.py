@@ -11,10 +11,6 @@ report. Used through `keras_bilevel.keras3.export.to_lce`.
 """
 
 import os
-import pickle
-import subprocess
-import sys
-import tempfile
 import warnings
 
 import numpy as np
@@ -29,9 +25,6 @@ __all__ = ["NotRebuildable", "SUPPORTED_LAYERS", "describe", "export_rebuilt",
            "has_binary_activations", "require_lce"]
 
 # What the rebuild knows (plain Keras 3 class names), besides InputLayer and BinarySign.
-SUPPORTED_LAYERS = ("Conv2D", "DepthwiseConv2D", "Dense", "BatchNormalization", "ReLU", "Activation",
-                    "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
-                    "Flatten", "Add", "Dropout", "Reshape")
 # The settings each layer keeps (the rest of a Keras 3 config is Keras 3's own).
 _SETTINGS = {
     "Conv2D": ("filters", "kernel_size", "strides", "padding", "dilation_rate", "use_bias",
@@ -50,7 +43,8 @@ _SETTINGS = {
     "Dropout": ("rate",),
     "Reshape": ("target_shape",),
 }
-_ARGS_FILE, _RESULT_FILE = "job.pkl", "outcome.pkl"
+# What the rebuild knows (plain Keras 3 class names), besides InputLayer and BinarySign.
+SUPPORTED_LAYERS = tuple(_SETTINGS)
 
 
 class NotRebuildable(ValueError):
@@ -122,36 +116,19 @@ def require_lce():
         raise ImportError(message)
 
 
-def export_rebuilt(model, plain, path, weights, x, reference, tolerance, verbose,
-                   format="lce", plant=None):
+def export_rebuilt(model, plain, path, weights, x, reference, tolerance, format="lce",
+                   plant=None):
     """Runs the rebuild and the Larq path's `to_lce` (`format="lce"`) or `to_tflite`
     (`"tflite"`) in a process of the Larq stack; returns the `ExportReport`, raises
     `ExportError` or `ValueError` as it did."""
+    from keras_bilevel.keras3.export import python_env, run_job
+
     job = dict(description=describe(plain, model), path=os.fspath(path), weights=weights,
                x=x, reference=np.asarray(reference, np.float32), tolerance=tolerance,
-               verbose=verbose, plant=plant, format=format)
-    with tempfile.TemporaryDirectory() as folder:
-        with open(os.path.join(folder, _ARGS_FILE), "wb") as file:
-            pickle.dump(job, file)
-        env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
-        env.update(TF_USE_LEGACY_KERAS="1")
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        package_root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-        env["PYTHONPATH"] = os.pathsep.join(
-            part for part in (package_root, env.get("PYTHONPATH")) if part)
-        done = subprocess.run(
-            [sys.executable, "-m", "keras_bilevel.export.keras3_rebuild", folder],
-            env=env, capture_output=True, text=True)
-        if verbose and done.stdout:
-            print(done.stdout, end="")
-        result = os.path.join(folder, _RESULT_FILE)
-        if done.returncode != 0 or not os.path.exists(result):
-            raise RuntimeError(
-                "the Larq process that rebuilds and converts the model failed "
-                f"(exit status {done.returncode}). Its error output ends with:\n"
-                f"{done.stderr[-4000:]}")
-        with open(result, "rb") as file:
-            outcome = pickle.load(file)
+               plant=plant, format=format)
+    outcome = run_job(["-m", "keras_bilevel.export.keras3_rebuild"],
+                      python_env(drop=("KERAS_BACKEND",), TF_USE_LEGACY_KERAS="1"), job,
+                      "the Larq process that rebuilds and converts the model")
     if "value_error" in outcome:
         raise ValueError(outcome["value_error"])
     if "error" in outcome:

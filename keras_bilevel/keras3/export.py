@@ -191,20 +191,34 @@ def _inference_weights(layer):
     return values
 
 
-def _check_arguments(model, weights):
+def _inputs_and_reference(what, model, weights, samples, num_samples, seed, tolerance,
+                          require):
+    """Arguments of an export checked (`require()` raises what is not installed);
+    returns the sample inputs, the model's outputs on them and the tolerance."""
+    from keras_bilevel.export import check  # no Larq, no tf.keras
+
+    input_shape = _check_arguments(model, weights, what)
+    require()
+    tolerance = check.DEFAULT_TOLERANCE if tolerance is None else tolerance
+    x = check.sample_inputs(input_shape, samples, num_samples, seed)
+    reference = np.asarray(model.predict(x, batch_size=256, verbose=0), np.float32)
+    return x, reference, tolerance
+
+
+def _check_arguments(model, weights, what="to_tflite"):
     if weights not in WEIGHT_STORAGE:
         raise ValueError(f'`weights` must be "float32" or "int8", got {weights!r}.')
     if not isinstance(model, keras.Model) or len(model.inputs or ()) != 1 or (
         len(model.outputs or ()) != 1
     ):
         raise ValueError(
-            f"to_tflite: `model` must be a built keras.Model with one input and one "
+            f"{what}: `model` must be a built keras.Model with one input and one "
             f"output, got {model!r}."
         )
     shape = tuple(model.inputs[0].shape[1:])
     if any(size is None for size in shape):
         raise ValueError(
-            f"to_tflite: the model's input shape must be known except for the batch "
+            f"{what}: the model's input shape must be known except for the batch "
             f"axis, got {tuple(model.inputs[0].shape)}. Fix: build the model with "
             "`keras.Input(shape)` of known sizes."
         )
@@ -273,13 +287,9 @@ def to_tflite(
         ValueError: a wrong argument, or a model that cannot be made plain.
         RuntimeError: the TensorFlow subprocess failed (its error output is included).
     """
-    input_shape = _check_arguments(model, weights)
-    _require_converter()
-    from keras_bilevel.export import check  # no Larq, no tf.keras
-
-    tolerance = check.DEFAULT_TOLERANCE if tolerance is None else tolerance
-    x = check.sample_inputs(input_shape, samples, num_samples, seed)
-    reference = np.asarray(model.predict(x, batch_size=256, verbose=0), np.float32)
+    x, reference, tolerance = _inputs_and_reference(
+        "to_tflite", model, weights, samples, num_samples, seed, tolerance,
+        _require_converter)
     plain = plain_model(model)
     from keras_bilevel.keras3 import _lce
 
@@ -288,7 +298,7 @@ def to_tflite(
         # check tells flips from departures, so the file is made there, if it can be.
         try:
             report = _lce.export_rebuilt(model, plain, path, weights, x, reference,
-                                         tolerance, verbose=False, format="tflite")
+                                         tolerance, format="tflite")
         except _lce.NotRebuildable:
             pass
         else:
@@ -331,9 +341,12 @@ def _convert_and_check(plain, path, weights, x, reference, tolerance):
     return {"report": report}
 
 
-def _subprocess_env():
-    env = dict(os.environ, KERAS_BACKEND="tensorflow")
-    env.pop("TF_USE_LEGACY_KERAS", None)  # tf.keras must stay Keras 3 there
+def python_env(drop=(), **values):
+    """This process's environment for a Python subprocess that imports keras_bilevel:
+    `drop` removed, `values` set, TensorFlow's C++ log quiet unless set, the package's
+    folder on `PYTHONPATH`."""
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.update(values)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
     env["PYTHONPATH"] = os.pathsep.join(
@@ -342,26 +355,37 @@ def _subprocess_env():
     return env
 
 
-def _in_tensorflow_process(plain, job):
-    """Runs `_convert_and_check` in a Python subprocess on the TensorFlow backend."""
+def run_job(arguments, env, job, what, prepare=None):
+    """Runs `python ARGUMENTS FOLDER`, where FOLDER holds `job` (pickled, `_ARGS_FILE`)
+    and whatever `prepare(folder)` writes; returns what the process pickled into
+    `_RESULT_FILE`. RuntimeError with the end of its error output (`what` names the
+    process) if it wrote nothing or failed."""
     with tempfile.TemporaryDirectory() as folder:
-        plain.save(os.path.join(folder, _PLAIN_FILE))
+        if prepare is not None:
+            prepare(folder)
         with open(os.path.join(folder, _ARGS_FILE), "wb") as file:
             pickle.dump(job, file)
-        command = [sys.executable, "-c",
-                   "import sys; from keras_bilevel.keras3 import export; "
-                   "export._tensorflow_worker(sys.argv[1])", folder]
-        done = subprocess.run(command, env=_subprocess_env(), capture_output=True,
-                              text=True)
+        done = subprocess.run([sys.executable, *arguments, folder], env=env,
+                              capture_output=True, text=True)
         result = os.path.join(folder, _RESULT_FILE)
         if done.returncode != 0 or not os.path.exists(result):
             raise RuntimeError(
-                "to_tflite: the TensorFlow-backend subprocess that converts the model "
-                f"failed (exit status {done.returncode}). Its error output ends with:\n"
-                f"{done.stderr[-4000:]}"
+                f"{what} failed (exit status {done.returncode}). Its error output ends "
+                f"with:\n{done.stderr[-4000:]}"
             )
         with open(result, "rb") as file:
             return pickle.load(file)
+
+
+def _in_tensorflow_process(plain, job):
+    """Runs `_convert_and_check` in a Python subprocess on the TensorFlow backend
+    (`TF_USE_LEGACY_KERAS` removed: tf.keras must stay Keras 3 there)."""
+    return run_job(
+        ["-c", "import sys; from keras_bilevel.keras3 import export; "
+               "export._tensorflow_worker(sys.argv[1])"],
+        python_env(drop=("TF_USE_LEGACY_KERAS",), KERAS_BACKEND="tensorflow"), job,
+        "to_tflite: the TensorFlow-backend subprocess that converts the model",
+        prepare=lambda folder: plain.save(os.path.join(folder, _PLAIN_FILE)))
 
 
 def _tensorflow_worker(folder):
@@ -434,16 +458,12 @@ def to_lce(
 
 def _to_lce(model, path, weights, *, samples, num_samples, seed, tolerance, verbose,
             plant=None):
-    from keras_bilevel.export import check
     from keras_bilevel.keras3 import _lce
 
-    input_shape = _check_arguments(model, weights)
-    _lce.require_lce()
-    tolerance = check.DEFAULT_TOLERANCE if tolerance is None else tolerance
-    x = check.sample_inputs(input_shape, samples, num_samples, seed)
-    reference = np.asarray(model.predict(x, batch_size=256, verbose=0), np.float32)
+    x, reference, tolerance = _inputs_and_reference(
+        "to_lce", model, weights, samples, num_samples, seed, tolerance, _lce.require_lce)
     report = _lce.export_rebuilt(model, plain_model(model), path, weights, x, reference,
-                                 tolerance, verbose=False, plant=plant)
+                                 tolerance, plant=plant)
     if verbose:
         print(report)
     return report
