@@ -48,40 +48,42 @@ DEFAULT_RESULTS = os.path.join(HERE, "results", "adaste_map.json")
 # ----------------------------------------------------------------------------- methods
 
 def _methods():
-    """Every configuration of the map by name: name -> f(train_size, epochs, steps, batch)."""
+    """Every configuration of the map by name: name -> f(train_size, epochs, steps, batch,
+    width), width being the MLP's hidden units or None for VGG-Small (it sets `adaste`'s
+    learning rate; the other configurations ignore it)."""
     import keras_bilevel  # noqa: F401  (Keras 2 mode before TensorFlow)
     from keras_bilevel import callbacks, initializers, recipes
 
     def product(name):
-        return lambda n, e, s, b: recipes.make(name, n, e, s, batch_size=b)
+        return lambda n, e, s, b, w: recipes.make(name, n, e, s, batch_size=b, width=w)
 
     def ste(lr):
-        return lambda n, e, s, b: recipes.ste(n, e, s, learning_rate=lr, batch_size=b)
+        return lambda n, e, s, b, w: recipes.ste(n, e, s, learning_rate=lr, batch_size=b)
 
     def full(lr):
-        return lambda n, e, s, b: recipes.full_precision(n, e, s, learning_rate=lr,
+        return lambda n, e, s, b, w: recipes.full_precision(n, e, s, learning_rate=lr,
                                                          batch_size=b)
 
     def bop(threshold):
-        return lambda n, e, s, b: recipes.bop(n, e, s, threshold=threshold, batch_size=b)
+        return lambda n, e, s, b, w: recipes.bop(n, e, s, threshold=threshold, batch_size=b)
 
     def adam_lr(lr):
-        return lambda n, e, s, b: recipes.adaste_recommended(n, e, s, learning_rate=lr,
+        return lambda n, e, s, b, w: recipes.adaste_recommended(n, e, s, learning_rate=lr,
                                                              batch_size=b)
 
     def with_sgd(base, lr):
         """`base` (the `adaste` or `ste` recipe) with its Adam replaced by SGD with
         momentum 0.9 at `lr`, cosine decay: an optimizer that keeps the size of each
         weight's gradient, which Adam divides out (point 2 of the map)."""
-        def make(n, e, s, b):
+        def make(n, e, s, b, w):
             import tensorflow as tf
-            recipe = base(n, e, s, batch_size=b)
+            recipe = base(n, e, s, batch_size=b)  # its learning rate is replaced
             schedule = tf.keras.optimizers.schedules.CosineDecay(lr, decay_steps=e * s)
             recipe.optimizer = tf.keras.optimizers.SGD(schedule, momentum=0.9)
             return recipe
         return make
 
-    def budget_lr(n, e, s, b):
+    def budget_lr(n, e, s, b, w):
         """A budget-aware alternative to the default (evaluated, not chosen): Adam's
         learning rate from the run's length, T = e * s steps.
 
@@ -89,6 +91,13 @@ def _methods():
         stays about 10 whatever the budget (1e-2 at 5 MNIST epochs, 2.4e-3 at 20).
         """
         lr = min(1e-2, max(1e-3, 20.0 / (e * s)))
+        return recipes.adaste_recommended(n, e, s, learning_rate=lr, batch_size=b)
+
+    def width_sqrt_lr(n, e, s, b, w):
+        """A width rule that was evaluated, not chosen: Adam at 1e-2 * sqrt(64 / width),
+        clipped to [1e-3, 1e-2] (a step's random flips, not coherent ones, kept constant;
+        2.5e-3 at width 1024, against 1e-3 for the chosen 1 / width rule)."""
+        lr = 1e-2 if w is None else min(1e-2, max(1e-3, 1e-2 * (64 / w) ** 0.5))
         return recipes.adaste_recommended(n, e, s, learning_rate=lr, batch_size=b)
 
     def ablation(optimizer="latent", scale=1.0, init=10.0, relaxed=True, mu="x1.05",
@@ -104,7 +113,7 @@ def _methods():
         mu: "x1.05" (AnnealMu per epoch), "const" (mu0 throughout) or "reachR"
             (AnnealMuToBinary reaching 1/alpha at fraction R of the run).
         """
-        def make(n, e, s, b):
+        def make(n, e, s, b, w):
             if optimizer == "latent":
                 recipe = recipes.adaste_reference(n, e, s, variant="reference", batch_size=b,
                                                   momentum=momentum,
@@ -131,15 +140,18 @@ def _methods():
         return make
 
     table = {
-        # `adaste` is `--method adaste`: Adam at 1e-2 since issue 13 (the runs recorded
-        # as `adaste-lr1e-2` before were renamed `adaste`, and those recorded as `adaste`,
-        # then Adam at 1e-3, `adaste-lr1e-3`; see the results file's notes).
+        # `adaste` is `--method adaste`: Adam from clip(1e-2 x 64 / width, 1e-3, 1e-2)
+        # since issue 23 (1e-2 for every width from issue 13, runs now `adaste-lr1e-2`
+        # but at width 64; 1e-3 before, runs now `adaste-lr1e-3`; see the results file's
+        # notes).
         "adaste": product("adaste"),
         "adaste-reference": product("adaste-reference"),
         "adaste-lr1e-3": adam_lr(1e-3),
         "adaste-lr3e-3": adam_lr(3e-3),
+        "adaste-lr1e-2": adam_lr(1e-2),
         "adaste-lr3e-2": adam_lr(3e-2),
         "adaste-budget": budget_lr,
+        "adaste-width-sqrt": width_sqrt_lr,
         "bop": product("bop"),
         "full-precision": product("full-precision"),
     }
@@ -202,18 +214,19 @@ def read_runs(path):
         return json.load(handle)["runs"]
 
 
-def append_run(path, run):
-    """Add one finished run to the results file (locked, re-read, atomically replaced)."""
+def append_run(path, run, key=_key, benchmark="adaste_map"):
+    """Add one finished run to the results file (locked, re-read, atomically replaced),
+    replacing any run with the same `key`."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     lock = os.open(folder, os.O_RDONLY)  # the folder is the lock: parallel sweeps may share a file
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        record = {"benchmark": "adaste_map", "runs": []}
+        record = {"benchmark": benchmark, "runs": []}
         if os.path.exists(path):
             with open(path) as handle:
                 record = json.load(handle)  # keeps any other keys (the notes)
-        record["runs"] = [r for r in record["runs"] if _key(r) != _key(run)] + [run]
+        record["runs"] = [r for r in record["runs"] if key(r) != key(run)] + [run]
         tmp = path + ".tmp"
         with open(tmp, "w") as handle:
             json.dump(record, handle, indent=1)
@@ -251,7 +264,7 @@ def train_one(method, dataset, width, depth, epochs, seed, data_dir, batch_size=
     splits = keras_bilevel.data.load(dataset, batch_size=batch_size, seed=seed,
                                      data_dir=data_dir)
     recipe = _methods()[method](splits.num_train, epochs, splits.steps_per_epoch,
-                                batch_size)
+                                batch_size, width if model_name == "mlp" else None)
     model = build_model(keras_bilevel, model_name, tuple(splits.input_shape), width, depth,
                         splits.classes, recipe)
     model.compile(recipe.optimizer,
@@ -416,7 +429,8 @@ def report(args):
 
 def difference_to_tuned_ste(table, data, method="adaste", min_seeds=3):
     """`method` minus the tuned STE in every cell of `data` where both have `min_seeds`
-    seeds, and over those cells together.
+    seeds and the STE was tuned (two learning rates or more ran), and over those cells
+    together.
 
     Per cell: d = mean(method) - mean(tuned STE) of test accuracy, with the standard error
     se = sqrt(s_a^2 / n_a + s_b^2 / n_b) (sample variances, ddof 1). Pooled: the mean of
@@ -429,6 +443,8 @@ def difference_to_tuned_ste(table, data, method="adaste", min_seeds=3):
         baseline = summary(cell).get("ste (tuned)")
         if cell_data != data or method not in cell or baseline is None:
             continue
+        if sum(m.startswith(TUNED["ste"][0]) for m in cell) < 2:
+            continue  # one rate: nothing was tuned (the 10-epoch cell of issue 23)
         a = [r["test_accuracy"] for r in cell[method]]
         b = [r["test_accuracy"] for r in cell[baseline[0]]]
         if min(len(a), len(b)) < max(min_seeds, 2):

@@ -101,6 +101,14 @@ def keras3_methods():
             **{name: methods.METHODS[name] for name in ("adaste", "ste", "full-precision")}}
 
 
+def _width_arguments(method, hidden_units):
+    """`width` for `adaste`, whose learning rate depends on it (imported once a front end
+    has loaded `keras_bilevel`: the package's import decides which front end loads)."""
+    from keras_bilevel._recipes import width_arguments
+
+    return width_arguments(method, hidden_units)
+
+
 def _tester(callback_base, test_accuracy):
     """A callback of `callback_base` that records `test_accuracy(model)` every epoch."""
 
@@ -148,7 +156,8 @@ class LarqFrontEnd:
         tf.keras.backend.clear_session()
         tf.keras.utils.set_random_seed(seed)
         recipe = self.methods[method](splits.num_train, args.epochs, splits.steps_per_epoch,
-                                      batch_size=args.batch_size)
+                                      batch_size=args.batch_size,
+                                      **_width_arguments(method, args.hidden_units))
         model = self.keras_bilevel.models.binary_mlp(
             tuple(splits.input_shape), args.hidden_units, depth=args.depth,
             classes=splits.classes, kernel_quantizer=recipe.kernel_quantizer,
@@ -193,7 +202,8 @@ class Keras3FrontEnd:
         keras.backend.clear_session()
         keras.utils.set_random_seed(seed)
         recipe = self.methods[method](splits.num_train, args.epochs, splits.steps_per_epoch,
-                                      batch_size=args.batch_size)
+                                      batch_size=args.batch_size,
+                                      **_width_arguments(method, args.hidden_units))
         model = self.models.binary_mlp(
             tuple(splits.input_shape), args.hidden_units, depth=args.depth,
             classes=splits.classes, kernel_quantizer=recipe.kernel_quantizer,

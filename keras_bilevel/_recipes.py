@@ -13,22 +13,56 @@ from typing import Any, Callable
 
 from keras_bilevel._architectures import bind
 
-__all__ = ["ADASTE_LEARNING_RATE", "FrontEnd", "Recipe", "adaste_optimizer_source",
-           "adaste_reference", "bind", "check_run"]
+__all__ = ["ADASTE_LEARNING_RATE", "FrontEnd", "Recipe", "adaste_learning_rate",
+           "adaste_optimizer_source", "adaste_reference", "bind", "check_run",
+           "width_arguments"]
 
 _SPEC = "shared/adaste-math.md, section 5 (the paper's public reference code)"
 
 # `--method adaste` (`adaste_recommended` on both front ends): Adam's initial learning
-# rate, cosine-decayed over the run. Chosen on validation across the MNIST map of
-# `benchmarks/adaste_map.py` (BENCHMARKS.md, "Where AdaSTE wins").
-ADASTE_LEARNING_RATE = 1e-2
+# rate, cosine-decayed over the run, from the width of the binary layers (issue 23; see
+# `adaste_learning_rate`).
+ADASTE_LEARNING_RATE = 1e-2      # up to ADASTE_BASE_WIDTH
+ADASTE_BASE_WIDTH = 64
+ADASTE_MIN_LEARNING_RATE = 1e-3  # `--method ste`'s rate, from width 640 up
 _ADASTE_LEARNING_RATE_SOURCE = (
-    "Adam, learning rate 1e-2 with cosine decay over the run: the best AdaSTE setting on "
-    "validation, or tied with it, in 6 of the 11 MNIST cells of benchmarks/adaste_map.py "
-    "where several ran (binary MLPs of width 64 to 1024, 5 to 50 epochs) and within 0.15 "
-    "of the best in the others; 0.4 to 1.1 points above 1e-3 at 5 epochs (validation); with it AdaSTE "
-    "matches a learning-rate-tuned STE "
-    "(BENCHMARKS.md, 'Where AdaSTE wins')")
+    "Adam, learning rate clip(1e-2 x 64 / width, 1e-3, 1e-2) = {lr:.4g} for width {width}, "
+    "with cosine decay over the run. Adam moves every latent weight by about the learning "
+    "rate a step, and the sign flips of a unit's weights add up over its fan-in, so the "
+    "rate falls as 1 / width (muP's scaling of Adam on hidden layers, Yang et al. 2022); "
+    "from width 640 it is --method ste's 1e-3, and the two differ only by the estimator. "
+    "Chosen on validation on MNIST (benchmarks/adaste_map.py; BENCHMARKS.md, issue 23), "
+    "where the best rate falls with width: 1e-2 at width 64 (5 epochs: 97.02% against "
+    "96.72 at 3e-3 and 95.97 at 1e-3), 3e-3 at 256 (20 epochs: 98.51 against 98.36 at "
+    "1e-2), 1e-3 at 1024 (20 epochs: 98.79 against 98.72 at 1e-2)")
+
+
+def adaste_learning_rate(width=None):
+    """Adam's initial learning rate of `--method adaste` for binary layers of `width`.
+
+    `lr = clip(1e-2 * 64 / width, 1e-3, 1e-2)`
+
+    `width` is the typical fan-in of the binary layers: an MLP's hidden units. Adam moves
+    each latent weight by about `lr` a step whatever its gradient, and the weights whose
+    sign a step flips move a unit's input together, by an amount that grows with its
+    fan-in; the rate falls as `1 / width` to keep that change the same (muP's scaling of
+    Adam on hidden layers). None stands for the convolutional models, whose binary layers
+    have fan-in 9 x channels >= 576 (their median is above 640): 1e-3.
+
+    !!! example
+        ```python
+        adaste_learning_rate(64)    # 0.01
+        adaste_learning_rate(256)   # 0.0025
+        adaste_learning_rate(1024)  # 0.001
+        ```
+    """
+    if width is None:
+        return ADASTE_MIN_LEARNING_RATE
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ValueError(f"adaste_learning_rate: `width` must be an int >= 1 or None, got "
+                         f"{width!r}.")
+    scaled = ADASTE_LEARNING_RATE * ADASTE_BASE_WIDTH / width
+    return min(ADASTE_LEARNING_RATE, max(ADASTE_MIN_LEARNING_RATE, scaled))
 
 
 @dataclasses.dataclass
@@ -72,12 +106,22 @@ class FrontEnd:
     extra_callbacks_note: str = ""
 
 
-def adaste_optimizer_source(learning_rate):
-    """`sources["optimizer"]` of `--method adaste` with Adam at `learning_rate`."""
-    if learning_rate == ADASTE_LEARNING_RATE:
-        return _ADASTE_LEARNING_RATE_SOURCE
+def adaste_optimizer_source(learning_rate, width):
+    """`sources["optimizer"]` of `--method adaste` with Adam at `learning_rate` for
+    binary layers of `width` (None: convolutional)."""
+    if learning_rate is None:
+        return _ADASTE_LEARNING_RATE_SOURCE.format(
+            lr=adaste_learning_rate(width),
+            width=width if width is not None else "None (convolutional: 1e-3)")
     return (f"Adam, learning rate {learning_rate} with cosine decay over the run (the "
-            f"caller's; the recommended {ADASTE_LEARNING_RATE} was chosen on validation)")
+            f"caller's; the recommended rate depends on width, see "
+            f"keras_bilevel._recipes.adaste_learning_rate)")
+
+
+def width_arguments(method, width):
+    """What a front end's `make` passes on about the network's width: `width` for
+    `adaste`, whose learning rate depends on it; nothing for the other methods."""
+    return {"width": width} if method == "adaste" else {}
 
 
 def check_run(recipe, **values):

@@ -218,6 +218,12 @@ def data_arguments(args, batch_size, model_input_shape=None):
                 download=args.download, image_size=image_size)
 
 
+def binary_width(args):
+    """The width that sets `--method adaste`'s learning rate: the MLP's hidden units;
+    None for the convolutional models (`keras_bilevel._recipes.adaste_learning_rate`)."""
+    return args.hidden_units if args.model == "mlp" else None
+
+
 def build_model(models, args, splits, recipe):
     """The `--model` network of a front end's `models` module, for `splits`' images."""
     kwargs = dict(input_shape=tuple(splits.input_shape), classes=splits.classes,

@@ -12,8 +12,8 @@ import os
 import tensorflow as tf
 
 from keras_bilevel import _workers, data, export as exporting, models, multi_worker, recipes
-from keras_bilevel._run_files import (RUN_ARGUMENTS, announce, build_model, data_arguments,
-                                      run_metrics)
+from keras_bilevel._run_files import (RUN_ARGUMENTS, announce, binary_width, build_model,
+                                      data_arguments, run_metrics)
 from keras_bilevel.runs import RunDirectory
 
 __all__ = ["evaluate", "export", "train"]
@@ -42,7 +42,8 @@ def _train(args, cluster):
     steps_per_epoch = splits.steps_per_epoch
     with cluster.scope():
         recipe = recipes.make(args.method, splits.num_train, args.epochs, steps_per_epoch,
-                              batch_size=args.batch_size)
+                              batch_size=args.batch_size,
+                              width=binary_width(args))
         model = build_model(models, args, splits, recipe)
         jit = args.jit if args.jit is not None else bool(tf.config.list_physical_devices("GPU"))
         model.compile(recipe.optimizer,

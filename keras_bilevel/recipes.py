@@ -59,25 +59,36 @@ def _adam_cosine(learning_rate, epochs, steps_per_epoch):
     return tf.keras.optimizers.Adam(schedule)
 
 
-def adaste_recommended(train_size, epochs, steps_per_epoch,
-                       learning_rate=_recipes.ADASTE_LEARNING_RATE, batch_size=128):
+def adaste_recommended(train_size, epochs, steps_per_epoch, learning_rate=None,
+                       batch_size=128, width=None):
     """The project's recommended AdaSTE configuration (what `--method adaste` runs).
 
-    AdaSTE with its default sign forward and adaptive backward, Adam at 1e-2 with cosine
-    decay (chosen on validation across the benchmark map; `sources["optimizer"]`), the
+    AdaSTE with its default sign forward and adaptive backward, Adam with cosine decay
+    from `lr = clip(1e-2 * 64 / width, 1e-3, 1e-2)` (`keras_bilevel._recipes.
+    adaste_learning_rate`, chosen on validation; `sources["optimizer"]` says why), the
     layers' default (Glorot) initialisation, and mu annealed by 1.05 per epoch.
 
     !!! example
         ```python
-        recipe = adaste_recommended(train_size=54000, epochs=20, steps_per_epoch=422)
+        recipe = adaste_recommended(train_size=54000, epochs=20, steps_per_epoch=422,
+                                    width=1024)  # Adam from 1e-3
         model.compile(recipe.optimizer, loss, metrics=["accuracy"])
         model.fit(train, epochs=recipe.epochs, callbacks=recipe.callbacks)
         ```
+
+    # Arguments
+        train_size, epochs, steps_per_epoch: the run (the cosine decay spans it).
+        learning_rate: Adam's initial rate; None (the default) takes it from `width`.
+        batch_size: the batch size.
+        width: the binary layers' typical fan-in (an MLP's hidden units); None for the
+            convolutional models (1e-3).
     """
     _check_run("adaste_recommended", train_size=train_size, epochs=epochs,
                steps_per_epoch=steps_per_epoch, batch_size=batch_size)
+    rate = (_recipes.adaste_learning_rate(width) if learning_rate is None
+            else learning_rate)
     return Recipe(
-        optimizer=_adam_cosine(learning_rate, epochs, steps_per_epoch),
+        optimizer=_adam_cosine(rate, epochs, steps_per_epoch),
         kernel_quantizer=lambda: AdaSTE(),
         kernel_initializer=lambda: "glorot_uniform",
         callbacks=[AnnealMu(rate=1.05), BinarizationGap(), LinkLossScale()],
@@ -86,7 +97,7 @@ def adaste_recommended(train_size, epochs, steps_per_epoch,
         sources={
             "kernel_quantizer": "AdaSTE() defaults: sign forward (safe with small latent "
                                 "weights, see AdaSTE's docstring), adaptive backward",
-            "optimizer": _recipes.adaste_optimizer_source(learning_rate),
+            "optimizer": _recipes.adaste_optimizer_source(learning_rate, width),
             "kernel_initializer": "glorot_uniform: Keras' default for these layers",
             "callbacks": "AnnealMu(1.05) as in shared/adaste-math.md section 1",
         },
@@ -175,8 +186,11 @@ METHODS = {
 }
 
 
-def make(method, train_size, epochs, steps_per_epoch, batch_size=128):
-    """The recipe named `method` (one of `METHODS`) for a run of the given length."""
+def make(method, train_size, epochs, steps_per_epoch, batch_size=128, width=None):
+    """The recipe named `method` (one of `METHODS`) for a run of the given length, on
+    binary layers of `width` (an MLP's hidden units; None for the convolutional models),
+    which sets `adaste`'s learning rate."""
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; choose one of {sorted(METHODS)}.")
-    return METHODS[method](train_size, epochs, steps_per_epoch, batch_size=batch_size)
+    return METHODS[method](train_size, epochs, steps_per_epoch, batch_size=batch_size,
+                           **_recipes.width_arguments(method, width))

@@ -47,6 +47,14 @@ class TestTrain:
         out = capsys.readouterr().out
         assert "Test accuracy of the binary network:" in out
 
+    def test_adastes_learning_rate_follows_the_hidden_units(self, trained_run, tmp_path):
+        metrics = json.loads((trained_run / "metrics.json").read_text())
+        assert "= 0.01 for width 64" in metrics["recipe_sources"]["optimizer"]
+        assert cli.main(["train", "--epochs", "1", "--hidden-units", "256",
+                         "--output", str(tmp_path)]) == 0
+        metrics = json.loads((tmp_path / "metrics.json").read_text())
+        assert "= 0.0025 for width 256" in metrics["recipe_sources"]["optimizer"]
+
     @pytest.mark.parametrize("method", ["adaste-reference", "bop", "full-precision"])
     def test_every_method_runs(self, tmp_path, method):
         assert cli.main(["train", "--epochs", "1", "--hidden-units", "32", "--method",

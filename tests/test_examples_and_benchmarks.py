@@ -151,7 +151,7 @@ def test_adaste_map_difference_to_tuned_ste_per_cell_and_pooled():
     """Exact values: cell 1, adaste {0.90, 0.92} vs tuned STE {0.89, 0.89} (picked over
     a worse-validation member): d = 0.02, se = sqrt(2e-4 / 2 + 0) = 0.01; cell 2, d =
     -0.01, se = sqrt(0 + 8e-4 / 2) = 0.02; pooled d = 0.005, se = sqrt(5e-4) / 2. A cell
-    with one seed is left out."""
+    with one seed is left out, and so is one where the STE ran at one rate (not tuned)."""
     adaste_map = _load("benchmarks/adaste_map.py")
 
     def run(width, method, seed, test, val=0.5):
@@ -163,6 +163,9 @@ def test_adaste_map_difference_to_tuned_ste_per_cell_and_pooled():
             run(8, "ste-lr1e-3", 0, 0.99, val=0.4), run(8, "ste-lr1e-3", 1, 0.99),
             run(16, "adaste", 0, 0.95), run(16, "adaste", 1, 0.95),
             run(16, "ste-lr1e-2", 0, 0.94), run(16, "ste-lr1e-2", 1, 0.98),
+            run(16, "ste-lr1e-3", 0, 0.50, val=0.4), run(16, "ste-lr1e-3", 1, 0.50),
+            run(24, "adaste", 0, 0.90), run(24, "adaste", 1, 0.90),
+            run(24, "ste-lr1e-3", 0, 0.80), run(24, "ste-lr1e-3", 1, 0.80),
             run(32, "adaste", 0, 0.95), run(32, "ste-lr1e-2", 0, 0.90)]
     per_cell, (mean, se) = adaste_map.difference_to_tuned_ste(
         adaste_map.cells(runs), "d", min_seeds=2)
@@ -193,6 +196,45 @@ def test_adaste_map_vgg_small_run_is_its_own_cell(tmp_path):
     text = adaste_map.report(argparse.Namespace(results=results, extra=[], ablations=None,
                                                 plot=str(tmp_path / "map.png")))
     assert "| digits, vgg_small, batch 64 | 8 | 1 |" in text and "| digits | 8 | 1 |" in text
+
+
+def test_adaste_vs_ste_smoke_runs_the_command_line_and_resumes(tmp_path):
+    """Both methods through `keras-bilevel train` (digits, width 16, 1 epoch): each run
+    recorded with the learning rate its recipe states; a rerun trains nothing."""
+    bench = _load("benchmarks/adaste_vs_ste.py")
+    results = str(tmp_path / "vs.json")
+    bench.main(["sweep", "--smoke", "--results", results])
+    runs = json.loads(open(results).read())["runs"]
+    assert sorted((r["backend"], r["width"], r["method"], r["learning_rate"])
+                  for r in runs) == [("larq", 16, "adaste", 1e-2), ("larq", 16, "ste", 1e-3)]
+    assert all(0 <= r["val_accuracy"] <= 1 and 0 <= r["test_accuracy"] <= 1 for r in runs)
+    stamp = os.path.getmtime(results)
+    bench.main(["sweep", "--smoke", "--results", results])
+    assert os.path.getmtime(results) == stamp
+    (row,) = bench.main(["report", "--results", results])
+    assert row["cell"] == ("larq", "digits", 16, 1)
+    assert (tmp_path / "vs.png").stat().st_size > 1000
+
+
+def test_adaste_vs_ste_pairs_seeds_and_reads_the_learning_rate():
+    """Exact values: seeds 0 and 1 in both methods (seed 2 only in adaste is left out):
+    differences 1.0 and 3.0 points, mean 2.0, standard error 1.0."""
+    bench = _load("benchmarks/adaste_vs_ste.py")
+
+    def run(method, seed, test):
+        return {"backend": "jax", "dataset": "mnist", "width": 1024, "epochs": 6,
+                "method": method, "seed": seed, "test_accuracy": test,
+                "val_accuracy": 0.5, "learning_rate": 1e-3}
+
+    (row,) = bench.compare([run("adaste", 0, 0.91), run("adaste", 1, 0.93),
+                            run("adaste", 2, 0.10), run("ste", 0, 0.90),
+                            run("ste", 1, 0.90)])
+    assert row["seeds"] == [0, 1]
+    np.testing.assert_allclose([row["diff_test"], row["diff_test_se"], row["diff_val"]],
+                               [2.0, 1.0, 0.0], atol=1e-9)
+    assert bench.learning_rate("Adam, learning rate clip(1e-2 x 64 / width, 1e-3, 1e-2) "
+                               "= 0.0025 for width 256 with cosine decay") == 2.5e-3
+    assert bench.learning_rate("Adam, learning rate 0.001 with cosine decay") == 1e-3
 
 
 @pytest.mark.parametrize("swap", ["swap_to_ada_ste", "swap_in_place"])

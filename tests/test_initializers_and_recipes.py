@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 import keras_bilevel
-from keras_bilevel import AdaSTE
+from keras_bilevel import AdaSTE, _recipes
 from keras_bilevel.callbacks import AnnealMu
 from keras_bilevel.initializers import RandomSign
 from keras_bilevel.optimizers import LatentMomentum
@@ -111,11 +111,36 @@ class TestAdaSTEReferenceRecipe:
 
 
 class TestAdaSTERecommendedRecipe:
-    """`--method adaste`: Adam at 1e-2 (chosen on validation in benchmarks/adaste_map.py)."""
+    """`--method adaste`: Adam from clip(1e-2 x 64 / width, 1e-3, 1e-2), cosine-decayed
+    (chosen on validation in benchmarks/adaste_map.py; issue 23)."""
+
+    # width -> the rule's rate, worked by hand: 1e-2 up to width 64, 0.64 / width
+    # between, 1e-3 from width 640; None (the convolutional models) 1e-3.
+    RATES = [(1, 1e-2), (16, 1e-2), (64, 1e-2), (128, 5e-3), (256, 2.5e-3), (320, 2e-3),
+             (512, 1.25e-3), (640, 1e-3), (1024, 1e-3), (4096, 1e-3), (None, 1e-3)]
+
+    @pytest.mark.parametrize("width, rate", RATES)
+    def test_learning_rate_falls_as_one_over_width(self, width, rate):
+        assert _recipes.adaste_learning_rate(width) == pytest.approx(rate, rel=1e-12)
+        recipe = keras_bilevel.recipes.make("adaste", 54000, 5, 422, width=width)
+        assert float(recipe.optimizer._learning_rate(0)) == pytest.approx(rate, rel=1e-6)
+        assert f"= {rate:.4g} for width" in recipe.sources["optimizer"]
+
+    @pytest.mark.parametrize("width", [0, -3, 2.5, True, "64"])
+    def test_a_bad_width_is_named(self, width):
+        with pytest.raises(ValueError, match="`width` must be an int >= 1 or None"):
+            keras_bilevel.recipes.make("adaste", 100, 2, 3, width=width)
+
+    @pytest.mark.parametrize("method", ["ste", "full-precision", "bop",
+                                        "adaste-reference"])
+    def test_the_other_methods_ignore_the_width(self, method):
+        narrow = keras_bilevel.recipes.make(method, 100, 2, 3, width=16)
+        wide = keras_bilevel.recipes.make(method, 100, 2, 3, width=4096)
+        assert narrow.sources == wide.sources
 
     @pytest.mark.parametrize("epochs, steps", [(5, 422), (20, 11)])
-    def test_adam_at_1e_2_cosine_decayed_over_the_run(self, epochs, steps):
-        recipe = keras_bilevel.recipes.make("adaste", 54000, epochs, steps)
+    def test_adam_cosine_decayed_over_the_run(self, epochs, steps):
+        recipe = keras_bilevel.recipes.make("adaste", 54000, epochs, steps, width=64)
         schedule = recipe.optimizer._learning_rate
         assert isinstance(recipe.optimizer, tf.keras.optimizers.Adam)
         assert isinstance(schedule, tf.keras.optimizers.schedules.CosineDecay)
@@ -126,6 +151,7 @@ class TestAdaSTERecommendedRecipe:
         assert isinstance(recipe.kernel_quantizer(), AdaSTE)
 
     def test_another_learning_rate_is_named_as_the_callers(self):
-        recipe = keras_bilevel.recipes.adaste_recommended(100, 2, 3, learning_rate=1e-3)
+        recipe = keras_bilevel.recipes.adaste_recommended(100, 2, 3, learning_rate=1e-3,
+                                                          width=64)
         assert float(recipe.optimizer._learning_rate(0)) == pytest.approx(1e-3)
         assert "the caller's" in recipe.sources["optimizer"]

@@ -496,3 +496,19 @@ def test_vgg16_picks_its_head_by_input_size(side, hidden):
 def test_an_unknown_form(builder, form):
     with pytest.raises(ValueError, match="`form` must be 'auto' or one of"):
         builder(form=form)
+
+
+@pytest.mark.parametrize("build", [
+    lambda: models.vgg_small((32, 32, 3)),
+    lambda: models.vgg16((32, 32, 3)),
+    lambda: models.resnet18((32, 32, 3)),
+    lambda: models.resnet18((64, 64, 3)),
+    lambda: models.resnet18((224, 224, 3)),
+], ids=["vgg_small", "vgg16", "resnet18-cifar", "resnet18-tiny", "resnet18-imagenet"])
+def test_convolutional_models_are_wide_for_adastes_learning_rate(build):
+    """`--method adaste` gives the convolutional models (width None) 1e-3, the rate of
+    width 640 and up: the median fan-in of their binary layers is at least that."""
+    fan_ins = [int(np.prod(layer.kernel.shape[:-1])) for layer in build().layers
+               if getattr(layer, "kernel_quantizer", None) is not None]
+    assert len(fan_ins) >= 8
+    assert np.median(fan_ins) >= 640, sorted(fan_ins)

@@ -51,6 +51,12 @@ def test_no_convolution_note_on_the_other_backends(tmp_path):
     assert commands._slow_convolutions_note(_args(tmp_path, "--model", "vgg16")) is None
 
 
+def test_train_sets_adastes_learning_rate_from_the_hidden_units(tmp_path):
+    metrics = commands.train(_args(tmp_path, "--hidden-units", "256"))
+    assert metrics["config"]["hidden_units"] == 256
+    assert "= 0.0025 for width 256" in metrics["recipe_sources"]["optimizer"]
+
+
 def _compile_error(message):
     """An exception of the kind torch.compile raises (its class lives in torch._dynamo)."""
     error_class = type("BackendCompilerFailed", (RuntimeError,), {})

@@ -108,9 +108,20 @@ class TestAdasteReference:
             recipes.adaste_reference(**kwargs)
 
 
+@pytest.mark.parametrize("width, rate", [(16, 1e-2), (64, 1e-2), (128, 5e-3),
+                                         (256, 2.5e-3), (1024, 1e-3), (None, 1e-3)])
+def test_method_adaste_learning_rate_falls_as_one_over_width(width, rate):
+    """clip(1e-2 x 64 / width, 1e-3, 1e-2), worked by hand, as on the Larq path."""
+    recipe = methods.make("adaste", 54000, 5, 422, width=width)
+    assert float(recipe.optimizer._learning_rate(0)) == pytest.approx(rate, rel=1e-6)
+    assert f"= {rate:.4g} for width" in recipe.sources["optimizer"]
+    ste = methods.make("ste", 54000, 5, 422, width=width)  # ignores the width
+    assert float(ste.optimizer._learning_rate(0)) == pytest.approx(1e-3, rel=1e-6)
+
+
 @pytest.mark.parametrize("epochs, steps", [(5, 422), (20, 11)])
-def test_method_adaste_is_adam_at_1e_2_cosine_decayed_as_on_the_larq_path(epochs, steps):
-    recipe = methods.make("adaste", 54000, epochs, steps)
+def test_method_adaste_is_adam_cosine_decayed_as_on_the_larq_path(epochs, steps):
+    recipe = methods.make("adaste", 54000, epochs, steps, width=64)
     schedule = recipe.optimizer._learning_rate
     assert isinstance(recipe.optimizer, keras.optimizers.Adam)
     assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)

@@ -11,8 +11,8 @@ model files). A workflow on the public API; no training logic of its own.
 import keras
 
 from keras_bilevel import _workers
-from keras_bilevel._run_files import (RUN_ARGUMENTS, announce, build_model, data_arguments,
-                                      run_metrics)
+from keras_bilevel._run_files import (RUN_ARGUMENTS, announce, binary_width, build_model,
+                                      data_arguments, run_metrics)
 from keras_bilevel.keras3 import data, methods, models, multi_worker
 from keras_bilevel.keras3.runs import RunDirectory
 
@@ -85,7 +85,8 @@ def _build(args, splits, run, cluster, jit=None, restart=False):
     keras.utils.set_random_seed(args.seed)
     with cluster.scope():
         recipe = methods.make(args.method, splits.num_train, args.epochs,
-                              splits.steps_per_epoch, batch_size=args.batch_size)
+                              splits.steps_per_epoch, batch_size=args.batch_size,
+                              width=binary_width(args))
         model = build_model(models, args, splits, recipe)
         if jit is None:
             jit = default_jit(args.jit, steps=args.epochs * splits.steps_per_epoch)

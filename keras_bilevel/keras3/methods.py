@@ -2,15 +2,16 @@
 
 The Keras 3 twins of `keras_bilevel.recipes.METHODS` and `make` (Larq's Bop has none:
 it is Larq-only), assembled from `keras_bilevel.keras3` objects with the same values:
-`adaste` (AdaSTE's sign forward and adaptive backward, Adam at 1e-2 with cosine decay,
-Glorot initialisation, mu annealed by 1.05 per epoch), `adaste-reference` (the paper's
+`adaste` (AdaSTE's sign forward and adaptive backward, Adam from a width-dependent
+rate with cosine decay, Glorot initialisation, mu annealed by 1.05 per epoch),
+`adaste-reference` (the paper's
 recipe, `keras_bilevel.keras3.recipes.adaste_reference`, reference variant), `ste`
 (`SteSign` with `WeightClip`, Adam at 1e-3) and `full-precision` (no quantizer). Builds
 objects; trains nothing.
 
 !!! example
     ```python
-    recipe = make("adaste", train_size=54000, epochs=20, steps_per_epoch=422)
+    recipe = make("adaste", train_size=54000, epochs=20, steps_per_epoch=422, width=1024)
     model = keras_bilevel.keras3.models.binary_mlp(
         kernel_quantizer=recipe.kernel_quantizer,
         kernel_initializer=recipe.kernel_initializer,
@@ -23,7 +24,8 @@ from typing import Any, Callable, Optional
 
 import keras
 
-from keras_bilevel._recipes import ADASTE_LEARNING_RATE, adaste_optimizer_source, check_run
+from keras_bilevel._recipes import (adaste_learning_rate, adaste_optimizer_source, check_run,
+                                    width_arguments)
 from keras_bilevel.keras3 import recipes
 from keras_bilevel.keras3.callbacks import AnnealMu, BinarizationGap
 from keras_bilevel.keras3.constraints import WeightClip
@@ -65,16 +67,18 @@ def _adam_recipe(method, train_size, epochs, steps_per_epoch, batch_size, learni
     )
 
 
-def adaste(train_size, epochs, steps_per_epoch, batch_size=128,
-           learning_rate=ADASTE_LEARNING_RATE):
-    """`--method adaste`: as `keras_bilevel.recipes.adaste_recommended` (Adam at 1e-2)."""
+def adaste(train_size, epochs, steps_per_epoch, batch_size=128, learning_rate=None,
+           width=None):
+    """`--method adaste`: as `keras_bilevel.recipes.adaste_recommended` (Adam from
+    `clip(1e-2 * 64 / width, 1e-3, 1e-2)`, or `learning_rate`)."""
+    rate = adaste_learning_rate(width) if learning_rate is None else learning_rate
     return _adam_recipe(
-        "adaste", train_size, epochs, steps_per_epoch, batch_size, learning_rate,
+        "adaste", train_size, epochs, steps_per_epoch, batch_size, rate,
         quantizer=lambda: AdaSTE(), constraint=None,
         callbacks=[AnnealMu(rate=1.05), BinarizationGap()],
         sources={"kernel_quantizer": "AdaSTE() defaults: sign forward, adaptive backward",
                  "callbacks": "AnnealMu(1.05) as in shared/adaste-math.md section 1",
-                 "optimizer": adaste_optimizer_source(learning_rate)})
+                 "optimizer": adaste_optimizer_source(learning_rate, width)})
 
 
 def ste(train_size, epochs, steps_per_epoch, batch_size=128, learning_rate=1e-3):
@@ -111,11 +115,13 @@ METHODS = {
 }
 
 
-def make(method, train_size, epochs, steps_per_epoch, batch_size=128):
-    """The recipe named `method` (one of `METHODS`) for a run of the given length."""
+def make(method, train_size, epochs, steps_per_epoch, batch_size=128, width=None):
+    """The recipe named `method` (one of `METHODS`) for a run of the given length, on
+    binary layers of `width` (as `keras_bilevel.recipes.make`)."""
     if method in LARQ_ONLY:
         raise ValueError(f"--method {method} is Larq-only (Larq's {method.title()} "
                          "optimizer): use --backend larq, or another method on Keras 3")
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; choose one of {sorted(METHODS)}.")
-    return METHODS[method](train_size, epochs, steps_per_epoch, batch_size=batch_size)
+    return METHODS[method](train_size, epochs, steps_per_epoch, batch_size=batch_size,
+                           **width_arguments(method, width))
