@@ -74,3 +74,24 @@ def test_a_quant_dense_layer_trains_through_it():
                                weights.astype(np.float64) @ kernel.astype(np.float64).T,
                                atol=1e-5)
     assert keras.backend.backend() == BACKEND
+
+
+@pytest.mark.parametrize("jit_compile", [True, False])
+def test_a_model_with_an_unquantized_dense_kernel_fits(jit_compile):
+    """`--method full-precision` (no kernel quantizer): the kernel reaches the product
+    as a value, not as the variable (on JAX's trainer the variable holds no value during
+    fit, and the product must not capture it). Plain SGD, so one step is checkable:
+    the kernel moves by -lr * gradient of the mean squared error."""
+    from keras_bilevel.keras3 import layers
+
+    x, kernel, _ = _case((8, 5), (5, 3), seed=2)
+    target = np.zeros((8, 3), np.float32)
+    model = keras.Sequential([keras.Input((5,)),
+                              layers.QuantDense(3, kernel_quantizer=None, use_bias=False)])
+    model.layers[0].kernel.assign(kernel)
+    model.compile(keras.optimizers.SGD(0.1), "mse", jit_compile=jit_compile)
+    model.fit(x, target, batch_size=8, epochs=1, verbose=0)
+    x64, k64 = x.astype(np.float64), kernel.astype(np.float64)
+    expected = k64 - 0.1 * x64.T @ (2 * (x64 @ k64) / (8 * 3))
+    np.testing.assert_allclose(ops.convert_to_numpy(model.layers[0].kernel), expected,
+                               atol=1e-5)

@@ -87,6 +87,10 @@ def dense_product(x, kernel):
             or len(kernel.shape) != 2):
         return ops.matmul(x, kernel)
     product = _jax_product_with_transposed_backward()
+    # A Keras variable (a kernel with no quantizer) to the value the trainer's stateless
+    # scope holds: passed as itself, JAX would capture it as a constant of the jitted
+    # product and read it outside the scope (a run with `--method full-precision`).
+    kernel = ops.convert_to_tensor(kernel)
     if len(x.shape) == 2:
         return product(x, kernel)
     outputs = product(ops.reshape(x, (-1, x.shape[-1])), kernel)
