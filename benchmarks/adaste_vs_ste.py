@@ -55,8 +55,9 @@ def _cell(text):
 
 def learning_rate(sources):
     """Adam's initial learning rate as a recipe's `sources["optimizer"]` states it."""
-    numbers = re.findall(r"= ([0-9.e-]+) for width|learning rate ([0-9.e-]+)", sources)
-    return float(next(value for pair in numbers for value in pair if value)) if numbers else None
+    match = (re.search(r"= ([0-9.e-]+) for width", sources)  # the width rule's
+             or re.search(r"learning rate ([0-9.e-]+)", sources))
+    return float(match.group(1)) if match else None
 
 
 def train_one(backend, dataset, width, epochs, method, seed, data_dir):

@@ -13,9 +13,8 @@ from typing import Any, Callable
 
 from keras_bilevel._architectures import bind
 
-__all__ = ["ADASTE_LEARNING_RATE", "FrontEnd", "Recipe", "adaste_learning_rate",
-           "adaste_optimizer_source", "adaste_reference", "bind", "check_run",
-           "width_arguments"]
+__all__ = ["ADASTE_LEARNING_RATE", "FrontEnd", "Recipe", "adaste_adam",
+           "adaste_learning_rate", "adaste_reference", "bind", "check_run", "width_arguments"]
 
 _SPEC = "shared/adaste-math.md, section 5 (the paper's public reference code)"
 
@@ -106,16 +105,18 @@ class FrontEnd:
     extra_callbacks_note: str = ""
 
 
-def adaste_optimizer_source(learning_rate, width):
-    """`sources["optimizer"]` of `--method adaste` with Adam at `learning_rate` for
-    binary layers of `width` (None: convolutional)."""
-    if learning_rate is None:
-        return _ADASTE_LEARNING_RATE_SOURCE.format(
-            lr=adaste_learning_rate(width),
-            width=width if width is not None else "None (convolutional: 1e-3)")
-    return (f"Adam, learning rate {learning_rate} with cosine decay over the run (the "
+def adaste_adam(learning_rate, width):
+    """`(rate, sources["optimizer"])` of `--method adaste`: Adam's initial rate, the
+    caller's `learning_rate` or, when it is None, `adaste_learning_rate(width)` (width
+    None: convolutional), and where it comes from."""
+    if learning_rate is not None:
+        return learning_rate, (
+            f"Adam, learning rate {learning_rate} with cosine decay over the run (the "
             f"caller's; the recommended rate depends on width, see "
             f"keras_bilevel._recipes.adaste_learning_rate)")
+    rate = adaste_learning_rate(width)
+    return rate, _ADASTE_LEARNING_RATE_SOURCE.format(
+        lr=rate, width=width if width is not None else "None (convolutional: 1e-3)")
 
 
 def width_arguments(method, width):

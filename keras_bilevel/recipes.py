@@ -85,8 +85,7 @@ def adaste_recommended(train_size, epochs, steps_per_epoch, learning_rate=None,
     """
     _check_run("adaste_recommended", train_size=train_size, epochs=epochs,
                steps_per_epoch=steps_per_epoch, batch_size=batch_size)
-    rate = (_recipes.adaste_learning_rate(width) if learning_rate is None
-            else learning_rate)
+    rate, rate_source = _recipes.adaste_adam(learning_rate, width)
     return Recipe(
         optimizer=_adam_cosine(rate, epochs, steps_per_epoch),
         kernel_quantizer=lambda: AdaSTE(),
@@ -97,7 +96,7 @@ def adaste_recommended(train_size, epochs, steps_per_epoch, learning_rate=None,
         sources={
             "kernel_quantizer": "AdaSTE() defaults: sign forward (safe with small latent "
                                 "weights, see AdaSTE's docstring), adaptive backward",
-            "optimizer": _recipes.adaste_optimizer_source(learning_rate, width),
+            "optimizer": rate_source,
             "kernel_initializer": "glorot_uniform: Keras' default for these layers",
             "callbacks": "AnnealMu(1.05) as in shared/adaste-math.md section 1",
         },

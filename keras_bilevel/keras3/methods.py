@@ -4,10 +4,9 @@ The Keras 3 twins of `keras_bilevel.recipes.METHODS` and `make` (Larq's Bop has 
 it is Larq-only), assembled from `keras_bilevel.keras3` objects with the same values:
 `adaste` (AdaSTE's sign forward and adaptive backward, Adam from a width-dependent
 rate with cosine decay, Glorot initialisation, mu annealed by 1.05 per epoch),
-`adaste-reference` (the paper's
-recipe, `keras_bilevel.keras3.recipes.adaste_reference`, reference variant), `ste`
-(`SteSign` with `WeightClip`, Adam at 1e-3) and `full-precision` (no quantizer). Builds
-objects; trains nothing.
+`adaste-reference` (the paper's recipe, `keras_bilevel.keras3.recipes.adaste_reference`,
+reference variant), `ste` (`SteSign` with `WeightClip`, Adam at 1e-3) and
+`full-precision` (no quantizer). Builds objects; trains nothing.
 
 !!! example
     ```python
@@ -24,8 +23,7 @@ from typing import Any, Callable, Optional
 
 import keras
 
-from keras_bilevel._recipes import (adaste_learning_rate, adaste_optimizer_source, check_run,
-                                    width_arguments)
+from keras_bilevel._recipes import adaste_adam, check_run, width_arguments
 from keras_bilevel.keras3 import recipes
 from keras_bilevel.keras3.callbacks import AnnealMu, BinarizationGap
 from keras_bilevel.keras3.constraints import WeightClip
@@ -71,14 +69,14 @@ def adaste(train_size, epochs, steps_per_epoch, batch_size=128, learning_rate=No
            width=None):
     """`--method adaste`: as `keras_bilevel.recipes.adaste_recommended` (Adam from
     `clip(1e-2 * 64 / width, 1e-3, 1e-2)`, or `learning_rate`)."""
-    rate = adaste_learning_rate(width) if learning_rate is None else learning_rate
+    rate, rate_source = adaste_adam(learning_rate, width)
     return _adam_recipe(
         "adaste", train_size, epochs, steps_per_epoch, batch_size, rate,
         quantizer=lambda: AdaSTE(), constraint=None,
         callbacks=[AnnealMu(rate=1.05), BinarizationGap()],
         sources={"kernel_quantizer": "AdaSTE() defaults: sign forward, adaptive backward",
                  "callbacks": "AnnealMu(1.05) as in shared/adaste-math.md section 1",
-                 "optimizer": adaste_optimizer_source(learning_rate, width)})
+                 "optimizer": rate_source})
 
 
 def ste(train_size, epochs, steps_per_epoch, batch_size=128, learning_rate=1e-3):
