@@ -42,7 +42,19 @@ def _check_max_mu(owner, max_mu):
     return None if max_mu is None else float(max_mu)
 
 
-class _MuSchedule:
+class Configurable:
+    """A callback that is rebuilt from its `get_config`, as Keras objects are: its
+    configuration is its constructor's arguments, so `cls(**config)` restores it."""
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+class _MuSchedule(Configurable):
     """Finds the model's AdaSTE quantizers and writes the current mu to the epoch logs."""
 
     def on_train_begin(self, logs=None):
@@ -149,7 +161,7 @@ class AnnealMuToBinary(_MuSchedule):
         return {"total_steps": self.total_steps, "reach": self.reach, "max_mu": self.max_mu}
 
 
-class BinarizationGap:
+class BinarizationGap(Configurable):
     r"""Logs how far the trained network is from the binary network, once per epoch.
 
     \\[ \text{binarization\_gap} = \operatorname{mean} |q_{\text{train}}(\theta) - \mathrm{sgn}(\theta)| \\]
@@ -204,7 +216,7 @@ class BinarizationGap:
         return {"warn_above": self.warn_above}
 
 
-class NonFiniteSteps:
+class NonFiniteSteps(Configurable):
     """Logs the optimizer's count of steps skipped for non-finite gradients.
 
     Works with any optimizer that has a `skipped_steps` counter (`LatentMomentum`, of

@@ -92,7 +92,7 @@ class NonFiniteSteps(_callbacks.NonFiniteSteps, _Callback):
 
 
 @tf.keras.utils.register_keras_serializable(package="keras_bilevel")
-class LinkLossScale(tf.keras.callbacks.Callback):
+class LinkLossScale(_callbacks.Configurable, tf.keras.callbacks.Callback):
     """Links every AdaSTE quantizer of the model to the optimizer's loss scale.
 
     Under mixed precision (`mixed_float16`) Keras wraps the optimizer in a
@@ -115,6 +115,3 @@ class LinkLossScale(tf.keras.callbacks.Callback):
         scaled = isinstance(optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
         for quantizer in adaste_quantizers(self.model):
             quantizer.link_loss_scale((lambda: optimizer.loss_scale) if scaled else None)
-
-    def get_config(self):
-        return {}

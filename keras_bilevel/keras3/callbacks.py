@@ -58,20 +58,12 @@ def adaste_quantizers(model):
 
 
 class _Callback(keras.callbacks.Callback):
-    """The Keras 3 side of the shared callbacks (`keras_bilevel._callbacks`), rebuilt
-    from its `get_config` (Keras 3 callbacks have no `from_config`)."""
+    """The Keras 3 side of the shared callbacks (`keras_bilevel._callbacks`)."""
 
     _log = log
     _find_quantizers = staticmethod(adaste_quantizers)
     _find_variables = staticmethod(adaste_variables)
     _number = staticmethod(ops.convert_to_numpy)
-
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 # The behaviour, arguments, logs and documentation are those of `keras_bilevel._callbacks`,
