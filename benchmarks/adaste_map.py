@@ -141,9 +141,9 @@ def _methods():
 
     table = {
         # `adaste` is `--method adaste`: Adam from clip(1e-2 x 64 / width, 1e-3, 1e-2)
-        # since issue 23 (1e-2 for every width from issue 13, runs now `adaste-lr1e-2`
-        # but at width 64; 1e-3 before, runs now `adaste-lr1e-3`; see the results file's
-        # notes).
+        # (earlier defaults were 1e-2 for every width, runs now `adaste-lr1e-2` but at
+        # width 64, and before that 1e-3, runs now `adaste-lr1e-3`; see the results
+        # file's notes).
         "adaste": product("adaste"),
         "adaste-reference": product("adaste-reference"),
         "adaste-lr1e-3": adam_lr(1e-3),
@@ -245,7 +245,7 @@ def build_model(keras_bilevel, model, input_shape, width, depth, classes, recipe
                   kernel_initializer=recipe.kernel_initializer,
                   kernel_constraint=recipe.kernel_constraint)
     if model == "vgg_small":
-        from keras_bilevel._architectures import VGG_SMALL_CONVS  # (128, 128, "M", ...)
+        from keras_bilevel.core.architectures import VGG_SMALL_CONVS  # (128, 128, "M", ...)
         return keras_bilevel.models.vgg_small(input_shape, classes=classes,
                                               width=width / VGG_SMALL_CONVS[0], **kernel)
     return keras_bilevel.models.binary_mlp(input_shape, width, depth=depth,
@@ -444,7 +444,7 @@ def difference_to_tuned_ste(table, data, method="adaste", min_seeds=3):
         if cell_data != data or method not in cell or baseline is None:
             continue
         if sum(m.startswith(TUNED["ste"][0]) for m in cell) < 2:
-            continue  # one rate: nothing was tuned (the 10-epoch cell of issue 23)
+            continue  # one rate: nothing was tuned (the 10-epoch cells)
         a = [r["test_accuracy"] for r in cell[method]]
         b = [r["test_accuracy"] for r in cell[baseline[0]]]
         if min(len(a), len(b)) < max(min_seeds, 2):

@@ -139,7 +139,7 @@ def map_runs(path):
     """The `adaste` and `ste-lr1e-3` (`--method ste`) runs of `benchmarks/adaste_map.py`
     (Larq, its own training loop) as runs of this benchmark, under the front end
     "larq (map)"; the data set names the model where it is not the MLP."""
-    from keras_bilevel._recipes import adaste_learning_rate  # pure Python
+    from keras_bilevel.core.recipes import adaste_learning_rate  # pure Python
 
     runs = []
     for run in read_runs(path) if os.path.exists(path) else []:

@@ -104,7 +104,7 @@ def keras3_methods():
 def _width_arguments(method, hidden_units):
     """`width` for `adaste`, whose learning rate depends on it (imported once a front end
     has loaded `keras_bilevel`: the package's import decides which front end loads)."""
-    from keras_bilevel._recipes import width_arguments
+    from keras_bilevel.core.recipes import width_arguments
 
     return width_arguments(method, hidden_units)
 
@@ -179,13 +179,14 @@ class Keras3FrontEnd:
         os.environ["KERAS_BACKEND"] = args.backend
         import keras
 
-        from keras_bilevel.keras3 import commands, data, models
+        from keras_bilevel.keras3 import data, models
+        from keras_bilevel.cli import keras3_commands
 
         if keras.backend.backend() != args.backend:
             raise SystemExit(f"--backend {args.backend}: Keras already runs on "
                              f"{keras.backend.backend()} in this process; use a new one")
         self.keras, self.data, self.models, self.args = keras, data, models, args
-        self.jit = commands.default_jit(args.jit)
+        self.jit = keras3_commands.default_jit(args.jit)
         self.methods = keras3_methods()
         self.versions = {"keras": keras.__version__}
         self._splits = None

@@ -15,7 +15,7 @@ Configurations:
   XLA off (the CPU default) or on;
 - `keras3-default`, `keras3-jit`, `keras3-eager`: `keras_bilevel.keras3` on the
   backend of `KERAS_BACKEND`, `jit_compile` as `keras-bilevel train` chooses it for the
-  paper's 500-epoch run (`keras3.commands.default_jit`), on (torch.compile on PyTorch)
+  paper's 500-epoch run (`cli.keras3_commands.default_jit`), on (torch.compile on PyTorch)
   or off.
 """
 
@@ -109,7 +109,8 @@ def keras3_step(model_name, jit, hidden=HIDDEN):
     import keras
     from keras3_step_worker import compiled_step
 
-    from keras_bilevel.keras3 import commands, methods, models
+    from keras_bilevel.keras3 import methods, models
+    from keras_bilevel.cli import keras3_commands
 
     keras.utils.set_random_seed(0)
     spec = MODELS[model_name]
@@ -117,7 +118,7 @@ def keras3_step(model_name, jit, hidden=HIDDEN):
                           _steps_per_epoch(model_name), batch_size=spec["batch"])
     model = _build(models, model_name, recipe, hidden)
     if jit is None:  # what `keras-bilevel train` chooses for this run
-        jit = commands.default_jit(None, steps=EPOCHS * _steps_per_epoch(model_name))
+        jit = keras3_commands.default_jit(None, steps=EPOCHS * _steps_per_epoch(model_name))
     model.compile(recipe.optimizer,
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   jit_compile=jit)

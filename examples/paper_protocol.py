@@ -65,7 +65,8 @@ def _keras3(dataset, args):
     os.environ["KERAS_BACKEND"] = args.backend
     import keras
 
-    from keras_bilevel.keras3 import commands, data, models, multi_worker, recipes
+    from keras_bilevel.keras3 import data, models, multi_worker, recipes
+    from keras_bilevel.cli import keras3_commands
 
     keras.utils.set_random_seed(args.seed)
     splits = data.load(dataset, **_data_arguments(dataset, args))
@@ -73,7 +74,7 @@ def _keras3(dataset, args):
                  steps_per_epoch=args.steps_per_epoch or splits.steps_per_epoch,
                  validation_batch_size=args.batch_size,
                  validation_data=multi_worker.keras_data(splits.validation))
-    jit = commands.default_jit(args.jit, steps=args.epochs * train["steps_per_epoch"])
+    jit = keras3_commands.default_jit(args.jit, steps=args.epochs * train["steps_per_epoch"])
     if isinstance(splits.test, tuple):
         x_test, y_test = splits.test
         if args.steps_per_epoch:

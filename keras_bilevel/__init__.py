@@ -1,29 +1,42 @@
 """keras_bilevel: binary-weight networks in Keras trained with AdaSTE.
 
-Two front ends share one set of formulas (`keras_bilevel._formulas`):
+The package has three parts (`docs/method.md` describes the method):
 
-- the Larq front end (Keras 2), this package's top level: `import keras_bilevel` puts
-  TensorFlow in Keras 2 mode (Larq needs it), registers the `"ada_ste"` quantizer with
-  Larq and loads every module; import it before anything touches `tf.keras`;
-- the Keras 3 front end, `keras_bilevel.keras3` (JAX, TensorFlow or PyTorch), which
-  imports neither TensorFlow nor Larq.
+- `keras_bilevel.core`: the backend-free core, the AdaSTE formulas, architectures,
+  recipes and registries written once;
+- `keras_bilevel.keras2`: the Larq front end (Keras 2), re-exported here:
+  `import keras_bilevel` puts TensorFlow in Keras 2 mode (Larq needs it), registers the
+  `"ada_ste"` quantizer with Larq and loads every module of it; import it before
+  anything touches `tf.keras`;
+- `keras_bilevel.keras3`: the Keras 3 front end (JAX, TensorFlow or PyTorch), which
+  imports neither TensorFlow (unless it is the backend) nor Larq.
 
-When the package is imported only as the parent of `keras_bilevel.keras3` or of the
-command line (`keras_bilevel.cli`, which must configure TensorFlow's logging before
-TensorFlow loads), nothing of the Larq front end is imported here; its attributes
-(`keras_bilevel.AdaSTE`, `keras_bilevel.callbacks`, ...) are then loaded on first use.
+`keras_bilevel.export` writes TFLite and Larq Compute Engine files; `keras_bilevel.cli`
+is the `keras-bilevel` command. When the package is imported only as the parent of
+`keras_bilevel.keras3`, `.cli` or `.core`, nothing of the Larq front end is loaded
+(`keras_bilevel._light_import` says how that is told); its attributes
+(`keras_bilevel.AdaSTE`, `keras_bilevel.callbacks`, ...) then load on first use.
+
+!!! example
+    ```python
+    import keras_bilevel, larq
+    layer = larq.layers.QuantDense(64, kernel_quantizer="ada_ste",
+                                   kernel_initializer="random_sign")
+    ```
 """
 
 import importlib
 import sys
+
+from keras_bilevel import _light_import
 
 __all__ = [
     "AdaSTE",
     "callbacks",
     "data",
     "export",
+    "formulas",
     "initializers",
-    "math",
     "models",
     "optimizers",
     "quantizers",
@@ -31,56 +44,37 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-# Submodules that must load without the Larq front end.
-_LIGHT_SUBMODULES = ("keras_bilevel.keras3", "keras_bilevel.cli", "keras_bilevel.__main__")
-_LARQ_MODULES = ("callbacks", "data", "export", "initializers", "math", "models",
-                 "optimizers", "quantizers", "recipes")
+# The Larq front end's modules, also importable under their names here
+# (`import keras_bilevel.quantizers`), as in every earlier version; `math` is the name
+# `formulas` had before 0.2.
+_FRONT_END_MODULES = {name: name for name in ("callbacks", "data", "formulas", "initializers",
+                                              "models", "optimizers", "quantizers",
+                                              "recipes")}
+_FRONT_END_MODULES["math"] = "formulas"
 
 
-def _is_light(name):
-    return isinstance(name, str) and any(
-        name == light or name.startswith(light + ".") for light in _LIGHT_SUBMODULES
-    )
-
-
-def _imported_as_parent_of_light_submodule():
-    """Whether the import in progress is that of a light submodule (see the docstring).
-
-    Python imports a package before its submodules; the name being imported is a local
-    of the import machinery's `_find_and_load(name, ...)` frame (and of runpy's
-    `_get_module_details(mod_name, ...)` for `python -m keras_bilevel.cli`).
-    """
-    frame = sys._getframe(1)
-    while frame is not None:
-        code = frame.f_code
-        if code.co_name == "_find_and_load" and _is_light(frame.f_locals.get("name")):
-            return True
-        if code.co_name == "_get_module_details" and _is_light(frame.f_locals.get("mod_name")):
-            return True
-        frame = frame.f_back
-    return False
+def _front_end_module(name):
+    module = importlib.import_module(f"{__name__}.keras2.{_FRONT_END_MODULES[name]}")
+    sys.modules.setdefault(f"{__name__}.{name}", module)
+    return module
 
 
 def __getattr__(name):
-    """The Larq front end's attributes, loaded on first use (light imports only)."""
-    if name in _LARQ_MODULES:
-        return importlib.import_module(f"{__name__}.{name}")
+    """The Larq front end's attributes, loaded on first use (after a light import)."""
+    if name in _FRONT_END_MODULES:
+        return _front_end_module(name)
+    if name == "export":
+        return importlib.import_module(f"{__name__}.export")
     if name == "AdaSTE":
-        return importlib.import_module(f"{__name__}.quantizers").AdaSTE
+        return _front_end_module("quantizers").AdaSTE
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-if not _imported_as_parent_of_light_submodule():
-    from keras_bilevel import (  # noqa: E402  (_keras2 first: Keras 2 mode)
-        _keras2,
-        callbacks,
-        data,
-        export,
-        initializers,
-        math,
-        models,
-        optimizers,
-        quantizers,
-        recipes,
-    )
-    from keras_bilevel.quantizers import AdaSTE  # noqa: E402
+if not _light_import.importing_a_light_subpackage():
+    from keras_bilevel import keras2  # noqa: E402  (Keras 2 mode, then the front end)
+    from keras_bilevel import export  # noqa: E402
+    from keras_bilevel.keras2 import AdaSTE  # noqa: E402
+
+    for _name in _FRONT_END_MODULES:
+        globals()[_name] = _front_end_module(_name)
+    del _name

@@ -6,7 +6,7 @@ import it without TensorFlow.
 
 import numpy as np
 
-# The golden table of shared/adaste-math.md, section 4:
+# The golden table of docs/method.md, section 5:
 # (mu, theta, g, w*, scale symmetric, scale reference)
 GOLDEN = [
     (0.01, -10, 0.01, -1.000000, 0.000000, 0.000000),

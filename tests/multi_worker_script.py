@@ -1,10 +1,10 @@
 """One worker of a two-process training run, for `tests/test_multi_worker.py`.
 
-Started by `keras_bilevel._local_workers.run_local_workers` (which gives each process its
+Started by `keras_bilevel.cli.local_workers.run_local_workers` (which gives each process its
 engine's settings) as `python tests/multi_worker_script.py ENGINE RESULT_PATH`, ENGINE one
 of "larq" (tf_keras and Larq under `MultiWorkerMirroredStrategy`), "tensorflow" and "jax"
 (Keras 3, `KERAS_BACKEND` set by the test). Every worker trains, through the public helper
-(`keras_bilevel.multi_worker` / `keras_bilevel.keras3.multi_worker`):
+(`keras_bilevel.keras2.multi_worker` / `keras_bilevel.keras3.multi_worker`):
 
 - `multi`: a small binary network (QuantDense-BatchNorm-ReLU-QuantDense, AdaSTE's relaxed
   forward, LatentMomentum, AnnealMu) on the global batches of 16 of 65 examples, so that
@@ -87,7 +87,7 @@ def _global_batches(x, y):
 
 def _larq(result_path):
     import keras_bilevel  # noqa: F401  (Keras 2 mode before TensorFlow)
-    from keras_bilevel import multi_worker
+    from keras_bilevel.keras2 import multi_worker
 
     cluster = multi_worker.connect()  # before any TensorFlow operation
     import larq

@@ -1,4 +1,4 @@
-"""An independent NumPy transcription of `shared/adaste-math.md`, scalar by scalar.
+"""An independent NumPy transcription of `docs/method.md`, scalar by scalar.
 
 Written case by case from the specification, deliberately unlike the vectorised
 implementation under test, so that both agreeing is evidence.

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from keras_bilevel import cli, data, recipes
+from keras_bilevel import data, recipes
+from keras_bilevel.cli import workflow as cli
 
 
 @pytest.fixture(scope="module")

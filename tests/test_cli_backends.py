@@ -21,8 +21,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_bilevel import _datasets, cli, data
-from keras_bilevel._run_files import INTERRUPT_ENV, RunDirectoryError, RunFiles
+from keras_bilevel import data
+from keras_bilevel.core import datasets
+from keras_bilevel.cli import workflow as cli
+from keras_bilevel.core.run_files import INTERRUPT_ENV, RunDirectoryError, RunFiles
 
 RUN = ["train", "--epochs", "2", "--hidden-units", "16", "--batch-size", "256"]
 # Runs the command, then prints which of these modules it loaded.
@@ -243,8 +245,10 @@ class TestRefusals:
 
     @pytest.mark.slow  # a process that loads Keras 3: ~10 s
     def test_method_names_match_the_keras3_methods(self):
-        code = ("from keras_bilevel import cli; from keras_bilevel.keras3 import methods; "
-                "print(set(methods.METHODS) | set(methods.LARQ_ONLY) == set(cli.METHODS))")
+        code = ("from keras_bilevel.core import registry; "
+                "from keras_bilevel.keras3 import methods; "
+                "print(set(methods.METHODS) == "
+                "set(registry.names(registry.METHODS, front_end='keras3')))")
         env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                 env=dict(env, KERAS_BACKEND="jax"), timeout=300)
@@ -261,13 +265,13 @@ def test_every_keras3_method_trains_on_jax(tmp_path, method):
 
 
 def test_both_front_ends_split_and_standardise_alike():
-    """keras_bilevel._datasets (Keras 3's source) holds keras_bilevel.data's values."""
-    assert _datasets.CHANNEL_STATS == data.CHANNEL_STATS
-    assert _datasets.DATASETS == data.DATASETS == cli.DATASETS
-    for got, expected in zip(_datasets.load_digits(), data.load_digits()):
+    """keras_bilevel.core.datasets (Keras 3's source) holds keras_bilevel.data's values."""
+    assert datasets.CHANNEL_STATS == data.CHANNEL_STATS
+    assert datasets.DATASETS == data.DATASETS == cli.DATASETS
+    for got, expected in zip(datasets.load_digits(), data.load_digits()):
         for a, b in zip(got, expected):
             np.testing.assert_array_equal(a, b)
     splits = data.load("digits")
     assert (splits.num_train, splits.num_validation) == (
-        1438 - _datasets.validation_size("digits", 1438, 0.1),
-        _datasets.validation_size("digits", 1438, 0.1))
+        1438 - datasets.validation_size("digits", 1438, 0.1),
+        datasets.validation_size("digits", 1438, 0.1))

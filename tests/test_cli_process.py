@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from keras_bilevel.runs import INTERRUPT_ENV
+from keras_bilevel.keras2.runs import INTERRUPT_ENV
 
 from tests.test_resume import assert_same_run, history_rows
 

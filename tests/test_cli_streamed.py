@@ -13,8 +13,8 @@ import signal
 import pytest
 import tensorflow_datasets as tfds
 
-from keras_bilevel import cli
-from keras_bilevel.runs import INTERRUPT_ENV
+from keras_bilevel.cli import workflow as cli
+from keras_bilevel.keras2.runs import INTERRUPT_ENV
 
 from . import test_cli_backends as keras3_cli
 from .conftest import tfds_metadata

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from keras_bilevel import cli
+from keras_bilevel.cli import workflow as cli
 
 TF_CONFIG = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
                         "task": {"type": "worker", "index": 0}})
@@ -39,7 +39,7 @@ def test_refused_in_one_line(argv, environ, fragment, monkeypatch, tmp_path, cap
         monkeypatch.delenv(name, raising=False)
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr(cli._stacks, "missing_modules", lambda backend: [])  # "installed"
+    monkeypatch.setattr(cli.stacks, "missing_modules", lambda backend: [])  # "installed"
     status = cli.main(["train", *argv, "--output", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1, err
@@ -65,11 +65,11 @@ def test_a_failed_worker_ends_the_command_with_its_line(monkeypatch, tmp_path, c
     """What the launcher reports becomes the command's one line (status 1, and how to
     resume); a worker's usage error keeps status 2 and gets no resume hint."""
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    monkeypatch.setattr(cli._stacks, "missing_modules", lambda backend: [])
+    monkeypatch.setattr(cli.stacks, "missing_modules", lambda backend: [])
     reports = iter([(1, "worker 1 of 2 was killed by SIGKILL; stopped the other workers"),
                     (2, "worker 0 of 2 failed (exit status 2): no data; stopped the other "
                         "workers"), (0, None)])
-    monkeypatch.setattr(cli._local_workers, "run_local_workers",
+    monkeypatch.setattr(cli.local_workers, "run_local_workers",
                         lambda *args, **kwargs: next(reports))
     argv = ["train", "--backend", "larq", "--workers", "2", "--output", str(tmp_path)]
     assert cli.main(argv) == 1

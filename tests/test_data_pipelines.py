@@ -231,7 +231,7 @@ class TestMissingData:
             data.load(name, data_dir=str(tmp_path))
         error = caught.value
         assert isinstance(error, FileNotFoundError) and error.__cause__ is None
-        assert caught.traceback[-1].path.name == "data.py"  # ours, not TFDS's
+        assert caught.traceback[-1].path.name == "datasets.py"  # ours (core), not TFDS's
         message = str(error)
         version = tfds.builder(name, data_dir=str(tmp_path)).version
         assert f"The {name} data set was not found in data_dir={str(tmp_path)!r}" in message

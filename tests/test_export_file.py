@@ -111,7 +111,7 @@ def test_file_level_modules_know_neither_larq_nor_tf_keras(module):
         elif isinstance(node, ast.ImportFrom):
             imported.add(node.module)
     assert not {name for name in imported if name.split(".")[0] == "larq"}
-    assert "keras_bilevel._keras2" not in imported
+    assert "keras_bilevel.keras2.legacy_keras" not in imported
     assert not {name for name in imported if name.startswith("keras_bilevel.export.")
                 and name.split(".")[-1] not in ("report", "check", "tflite_file", "flips")}
     assert tf_keras == [] and not {name for name in imported if "keras" in name.split(".")

@@ -53,7 +53,7 @@ IMPORT_ORDERS = [
     "from tensorflow.keras.optimizers import legacy; import keras_bilevel",
     "import tensorflow as tf; tf.keras.layers.Dense; import keras_bilevel",
     "import tf_keras; import keras_bilevel",
-    "import larq; import keras_bilevel._keras2; import keras_bilevel.quantizers",
+    "import larq; import keras_bilevel.keras2.legacy_keras; import keras_bilevel.quantizers",
 ]
 
 
@@ -74,3 +74,37 @@ print("OK")
 def test_explicit_keras3_setting_is_overridden_before_tf_keras_is_used():
     code, output = _run(WORKS.format(before=""), TF_USE_LEGACY_KERAS="0")
     assert code == 0 and "OK" in output, output
+
+
+# The Larq front end lives in keras_bilevel.keras2; every name a user imported from the
+# top level before it moved there still works, as an attribute and as a module path.
+PUBLIC_FACE = """
+import importlib, keras_bilevel
+from keras_bilevel import keras2
+for name in ("callbacks", "data", "initializers", "models", "optimizers", "quantizers",
+             "recipes", "formulas"):
+    module = getattr(keras2, name)
+    assert getattr(keras_bilevel, name) is module, name
+    assert importlib.import_module("keras_bilevel." + name) is module, name
+assert keras_bilevel.math is keras2.formulas  # the name formulas had before
+import keras_bilevel.math
+from keras_bilevel.quantizers import AdaSTE
+from keras_bilevel.callbacks import AnnealMu
+assert AdaSTE is keras_bilevel.AdaSTE and AnnealMu is keras2.callbacks.AnnealMu
+assert keras_bilevel.export.to_tflite and keras_bilevel.__all__
+print("OK")
+"""
+
+
+def test_every_top_level_name_of_the_larq_front_end_still_imports():
+    code, output = _run(PUBLIC_FACE)
+    assert code == 0 and "OK" in output, output
+
+
+@pytest.mark.parametrize("name", ["keras_bilevel.core.formulas", "keras_bilevel.core.registry",
+                                  "keras_bilevel.cli", "keras_bilevel.cli.parser"])
+def test_the_core_and_the_parser_load_without_the_larq_front_end(name):
+    code, output = _run(f"import importlib, sys; importlib.import_module({name!r}); "
+                        "print(sorted(m for m in ('tensorflow', 'larq', 'keras') "
+                        "if m in sys.modules))")
+    assert code == 0 and output.strip().endswith("[]"), output

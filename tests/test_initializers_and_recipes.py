@@ -4,7 +4,8 @@ import pytest
 import tensorflow as tf
 
 import keras_bilevel
-from keras_bilevel import AdaSTE, _recipes
+from keras_bilevel import AdaSTE
+from keras_bilevel.core import recipes as _recipes
 from keras_bilevel.callbacks import AnnealMu
 from keras_bilevel.initializers import RandomSign
 from keras_bilevel.optimizers import LatentMomentum

@@ -1,6 +1,6 @@
 """Exact data parallelism in the Keras 3 front end: two devices train as one.
 
-AdaSTE's backward rule is nonlinear in the gradient (`shared/adaste-math.md`, section 6):
+AdaSTE's backward rule is nonlinear in the gradient (docs/method.md, section 7):
 under data parallelism the single-device algorithm needs the sign test on the gradient of
 the whole global batch. Each case trains the same binary network from the same NumPy
 weights on one device and on two host CPUs (JAX `keras.distribution.DataParallel`,

@@ -54,7 +54,7 @@ assert "larq" not in sys.modules
 AdaSTE = keras_bilevel.AdaSTE  # loads the Larq front end (Keras 2 mode first)
 import larq
 assert isinstance(larq.quantizers.get("ada_ste"), AdaSTE)
-assert keras_bilevel.callbacks.AnnealMu and keras_bilevel.math.inner_solution
+assert keras_bilevel.callbacks.AnnealMu and keras_bilevel.keras2.formulas.inner_solution
 print("OK")
 """
     status, output = _run(code, KERAS_BACKEND="jax")

@@ -1,4 +1,4 @@
-"""`keras-bilevel train --workers N`'s launcher (`keras_bilevel._local_workers`), with
+"""`keras-bilevel train --workers N`'s launcher (`keras_bilevel.cli.local_workers`), with
 stand-in workers: small Python programs that read their index from the settings the
 launcher gives them and then succeed, fail, sleep or kill themselves."""
 
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from keras_bilevel import _local_workers
+from keras_bilevel.cli import local_workers
 
 # A stand-in worker: does what STAND_IN says for its index ("ok", "exit N", "error",
 # "kill", "sleep"), printing a line on stdout and one on stderr first; the sleepers write
@@ -53,7 +53,7 @@ def _run(backend, count, plan, tmp_path, **kwargs):
     environ = {**os.environ, "STAND_IN": json.dumps(plan),
                "PID_FILE": str(tmp_path / "pid")}
     announced = []
-    result = _local_workers.run_local_workers(backend, count, ["train"], command=COMMAND,
+    result = local_workers.run_local_workers(backend, count, ["train"], command=COMMAND,
                                               environ=environ, announce=announced.append,
                                               **kwargs)
     return result, announced
@@ -120,9 +120,9 @@ def test_the_killed_worker_is_blamed_before_the_others_reaction():
         def __init__(self, returncode):
             self.returncode = returncode
 
-    assert _local_workers._first_failure([Ended(1), Ended(-9), Ended(None)]) == 1
-    assert _local_workers._first_failure([Ended(0), Ended(2), Ended(1)]) == 1
-    assert _local_workers._first_failure([Ended(0), Ended(None)]) is None
+    assert local_workers._first_failure([Ended(1), Ended(-9), Ended(None)]) == 1
+    assert local_workers._first_failure([Ended(0), Ended(2), Ended(1)]) == 1
+    assert local_workers._first_failure([Ended(0), Ended(None)]) is None
 
 
 def _launcher_with_two_sleepers(tmp_path, script):
@@ -148,9 +148,9 @@ def test_ctrl_c_stops_every_worker(tmp_path):
     Python then installs none (no Ctrl-C reaches such a job anyway)."""
     script = ("import signal, sys\n"
               "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-              "from keras_bilevel import _local_workers\n"
+              "from keras_bilevel.cli import local_workers\n"
               "try:\n"
-              f"    _local_workers.run_local_workers('larq', 2, ['train'], command={COMMAND!r},"
+              f"    local_workers.run_local_workers('larq', 2, ['train'], command={COMMAND!r},"
               " announce=None, grace_seconds=2)\n"
               "except KeyboardInterrupt:\n"
               "    sys.exit(130)\n")
@@ -162,8 +162,8 @@ def test_ctrl_c_stops_every_worker(tmp_path):
 
 def test_workers_die_with_a_killed_launcher(tmp_path):
     """A launcher killed with SIGKILL (it cannot clean up) leaves no worker behind."""
-    script = ("from keras_bilevel import _local_workers\n"
-              f"_local_workers.run_local_workers('jax', 2, ['train'], command={COMMAND!r},"
+    script = ("from keras_bilevel.cli import local_workers\n"
+              f"local_workers.run_local_workers('jax', 2, ['train'], command={COMMAND!r},"
               " announce=None)\n")
     launcher, pids = _launcher_with_two_sleepers(tmp_path, script)
     launcher.kill()
@@ -186,4 +186,4 @@ def test_workers_die_with_a_killed_launcher(tmp_path):
 def test_describe_ending(tmp_path, returncode, stderr, expected):
     path = tmp_path / "err"
     path.write_text(stderr)
-    assert _local_workers.describe_ending(1, 2, returncode, str(path)) == expected
+    assert local_workers.describe_ending(1, 2, returncode, str(path)) == expected

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_bilevel import math as ada_math
+from keras_bilevel.keras2 import formulas
 from tests import reference
 from tests.golden import GOLDEN, MUS, SCALE_KWARGS, SCALE_KWARGS_IDS
 from tests.golden import grid as _grid
@@ -11,14 +11,14 @@ from tests.golden import grid as _grid
 class TestGoldenTable:
     @pytest.mark.parametrize("mu,theta,g,w,sym,ref", GOLDEN)
     def test_forward(self, mu, theta, g, w, sym, ref):
-        got = ada_math.inner_solution(tf.constant([theta], tf.float32), mu)
+        got = formulas.inner_solution(tf.constant([theta], tf.float32), mu)
         np.testing.assert_allclose(got.numpy(), [w], atol=1e-6)
 
     @pytest.mark.parametrize("mu,theta,g,w,sym,ref", GOLDEN)
     @pytest.mark.parametrize("variant", ["symmetric", "reference"])
     def test_scale(self, mu, theta, g, w, sym, ref, variant):
         expected = sym if variant == "symmetric" else ref
-        got = ada_math.backward_scale(
+        got = formulas.backward_scale(
             tf.constant([theta], tf.float32), tf.constant([g], tf.float32), mu,
             variant=variant,
         )
@@ -38,7 +38,7 @@ class TestAgainstNumpyReference:
     @pytest.mark.parametrize("mu", MUS + [0.0, 0.5])
     def test_forward(self, mu):
         theta, _ = _grid()
-        got = ada_math.inner_solution(theta, mu).numpy()
+        got = formulas.inner_solution(theta, mu).numpy()
         np.testing.assert_allclose(got, reference.w_star_array(theta, mu), atol=1e-6)
 
     @pytest.mark.parametrize("mu", MUS + [0.0, 0.5])
@@ -46,22 +46,22 @@ class TestAgainstNumpyReference:
     @pytest.mark.parametrize("kw", SCALE_KWARGS, ids=SCALE_KWARGS_IDS)
     def test_scale(self, mu, variant, kw):
         theta, g = _grid()
-        got = ada_math.backward_scale(theta, g, mu, variant=variant, **kw).numpy()
+        got = formulas.backward_scale(theta, g, mu, variant=variant, **kw).numpy()
         want = reference.scale_array(theta, g, mu, variant=variant, **kw)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
     @pytest.mark.parametrize("variant", ["symmetric", "reference"])
     def test_gradient_is_scale_times_g(self, variant):
         theta, g = _grid()
-        got = ada_math.adaste_gradient(theta, g, 1.0, variant=variant).numpy()
+        got = formulas.adaste_gradient(theta, g, 1.0, variant=variant).numpy()
         want = reference.scale_array(theta, g, 1.0, variant=variant) * g
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-9)
 
     def test_variants_differ_only_where_the_spec_says(self):
         theta, g = _grid()
         for mu in MUS:
-            sym = ada_math.backward_scale(theta, g, mu).numpy()
-            ref = ada_math.backward_scale(theta, g, mu, variant="reference").numpy()
+            sym = formulas.backward_scale(theta, g, mu).numpy()
+            ref = formulas.backward_scale(theta, g, mu, variant="reference").numpy()
             differ = ~np.isclose(sym, ref)
             exact = mu * 0.01 >= 1 - 1e-6
             inward = np.sign(g) == np.where(theta >= 0, 1, -1)
@@ -76,14 +76,14 @@ class TestAgainstNumpyReference:
 class TestExactBinarizer:
     @pytest.mark.parametrize("mu,alpha", [(100.0, 0.01), (1.0 / 0.01, 0.01), (50.0, 0.02)])
     def test_float32_rounding_counts_as_exact(self, mu, alpha):
-        assert bool(ada_math.is_exact_binarizer(tf.constant(mu, tf.float32), alpha))
+        assert bool(formulas.is_exact_binarizer(tf.constant(mu, tf.float32), alpha))
         theta = np.linspace(-2, 2, 41).astype(np.float32)
         np.testing.assert_array_equal(
-            ada_math.inner_solution(theta, mu, alpha).numpy(), np.where(theta >= 0, 1, -1)
+            formulas.inner_solution(theta, mu, alpha).numpy(), np.where(theta >= 0, 1, -1)
         )
 
     def test_just_below_is_not_exact(self):
-        assert not bool(ada_math.is_exact_binarizer(99.9, 0.01))
+        assert not bool(formulas.is_exact_binarizer(99.9, 0.01))
 
 
 class TestDtypesAndExtremes:
@@ -97,11 +97,11 @@ class TestDtypesAndExtremes:
         # The reference sees the same rounded inputs, in float64 arithmetic.
         t_in = tf.cast(t_low, tf.float32).numpy()
         g_in = tf.cast(g_low, tf.float32).numpy()
-        w = ada_math.inner_solution(t_low, 0.01)
-        grad = ada_math.adaste_gradient(t_low, g_low, 0.01)
+        w = formulas.inner_solution(t_low, 0.01)
+        grad = formulas.adaste_gradient(t_low, g_low, 0.01)
         assert w.dtype == dtype and grad.dtype == dtype
         np.testing.assert_allclose(
-            ada_math.backward_scale(t_low, g_low, 0.01).numpy(),
+            formulas.backward_scale(t_low, g_low, 0.01).numpy(),
             reference.scale_array(t_in, g_in, 0.01), rtol=1e-5, atol=1e-7,
         )
         tol = {tf.float16: 1e-3, tf.bfloat16: 1e-2, tf.float32: 1e-6}[dtype]
@@ -116,9 +116,9 @@ class TestDtypesAndExtremes:
         theta = np.array([0.0, -0.0, 1e-30, -1e-30, 1e-45, 1e30, -1e30, 3e38], np.float32)
         for g_value in [0.0, -0.0, 1e-30, 1.0, -1.0, 1e30, -1e30]:
             g = np.full_like(theta, g_value)
-            s = ada_math.backward_scale(theta, g, mu, variant=variant).numpy()
-            d = ada_math.adaste_gradient(theta, g, mu, variant=variant).numpy()
-            w = ada_math.inner_solution(theta, mu).numpy()
+            s = formulas.backward_scale(theta, g, mu, variant=variant).numpy()
+            d = formulas.adaste_gradient(theta, g, mu, variant=variant).numpy()
+            w = formulas.inner_solution(theta, mu).numpy()
             assert np.isfinite(s).all() and np.isfinite(d).all() and np.isfinite(w).all()
             np.testing.assert_allclose(
                 s, reference.scale_array(theta, g, mu, variant=variant), rtol=1e-5,
@@ -127,9 +127,9 @@ class TestDtypesAndExtremes:
 
     def test_sign_of_zero_is_plus_one(self):
         np.testing.assert_array_equal(
-            ada_math.sign(tf.constant([-0.0, 0.0, -1e-30])).numpy(), [1.0, 1.0, -1.0]
+            formulas.sign(tf.constant([-0.0, 0.0, -1e-30])).numpy(), [1.0, 1.0, -1.0]
         )
 
     def test_unknown_variant(self):
         with pytest.raises(ValueError, match="variant"):
-            ada_math.backward_scale(1.0, 1.0, 0.01, variant="fancy")
+            formulas.backward_scale(1.0, 1.0, 0.01, variant="fancy")

@@ -2,11 +2,11 @@
 
 Engines: TensorFlow's `MultiWorkerMirroredStrategy` (`--backend larq`, `--backend
 tensorflow`) and `jax.distributed` (`--backend jax`). The workers are real processes:
-`keras-bilevel train --workers N` starts them (`keras_bilevel._local_workers`), or the
+`keras-bilevel train --workers N` starts them (`keras_bilevel.cli.local_workers`), or the
 tests start them with the engine's own settings, as on a cluster.
 
 What a run on two workers must be is the single-device algorithm on the global batch
-(`shared/adaste-math.md`, section 6). Float32 arithmetic in another order is all that may
+(docs/method.md, section 7). Float32 arithmetic in another order is all that may
 differ. How far that goes is measured here, not assumed:
 
 - The library helper, on a small network trained with LatentMomentum (no amplification
@@ -43,8 +43,8 @@ import time
 import numpy as np
 import pytest
 
-from keras_bilevel import _local_workers
-from keras_bilevel._run_files import INTERRUPT_ENV
+from keras_bilevel.cli import local_workers
+from keras_bilevel.core.run_files import INTERRUPT_ENV
 
 from tests.saved_runs import saved_weights
 from tests.test_resume import history_rows
@@ -170,7 +170,7 @@ def test_the_helper_trains_what_one_device_trains(engine, tmp_path):
     """Two processes through the public helper, against one device in the same process;
     the controls show what a per-worker rule (or per-worker BatchNorm) trains instead."""
     result_path = tmp_path / "result.json"
-    status, line = _local_workers.run_local_workers(
+    status, line = local_workers.run_local_workers(
         engine, 2, [SCRIPT, engine, str(result_path)], command=(sys.executable,),
         environ=_environ(engine), announce=None)
     assert status == 0, line
@@ -220,8 +220,8 @@ def test_a_killed_worker_loses_at_most_an_epoch(runs, backend, tmp_path):
 
 def _cluster(backend, output, count, interrupt):
     """`count` workers started by hand with the engine's settings, as on several hosts."""
-    settings = _local_workers.local_cluster(
-        backend, count, _local_workers.free_ports(count if backend != "jax" else 1))
+    settings = local_workers.local_cluster(
+        backend, count, local_workers.free_ports(count if backend != "jax" else 1))
     processes = []
     for index in range(count):
         env = _environ(backend, **settings[index])

@@ -11,7 +11,7 @@ from keras_bilevel.optimizers import LatentMomentum, is_binary_variable
 
 
 def numpy_latent_momentum(theta, grads, lrs, momentum, gradient_scale, latent_decay):
-    """Section 5 of shared/adaste-math.md, transcribed step by step in float64."""
+    """Section 6 of docs/method.md, transcribed step by step in float64."""
     theta = np.array(theta, np.float64)
     m = np.zeros_like(theta)
     for t, (g, lr) in enumerate(zip(grads, lrs), start=1):

@@ -1,7 +1,7 @@
 """`keras-bilevel train --resume`: an interrupted run continues exactly, in-process.
 
 The interruption is a real SIGINT (Ctrl-C) sent to this process by the run itself at a
-chosen batch (the test-only hook `keras_bilevel.runs.INTERRUPT_ENV`); the resumed run
+chosen batch (the test-only hook `keras_bilevel.keras2.runs.INTERRUPT_ENV`); the resumed run
 must end with the weights (mu included), optimizer state, history and test metrics of an
 uninterrupted run with the same arguments. tests/test_cli_kill.py kills a separate
 process with SIGKILL.
@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_bilevel import cli, data
+from keras_bilevel import data
+from keras_bilevel.cli import workflow as cli
 from keras_bilevel.callbacks import adaste_quantizers
-from keras_bilevel.runs import INTERRUPT_ENV
+from keras_bilevel.keras2.runs import INTERRUPT_ENV
 
 TINY = ["--hidden-units", "16", "--batch-size", "256"]
 

@@ -1,6 +1,6 @@
 """Which stack is installed, what the command line picks, and the CPU defaults.
 
-`keras_bilevel._stacks` is tested with the installed modules faked (a fresh install of
+`keras_bilevel.core.stacks` is tested with the installed modules faked (a fresh install of
 each extra is tested for real by `.ci/run`, in `tests_install/`); the CPU defaults are
 tested in fresh processes, since TensorFlow reads them once, when it loads.
 """
@@ -14,7 +14,8 @@ import sys
 import numpy as np
 import pytest
 
-from keras_bilevel import _cpu_defaults, _stacks, cli
+from keras_bilevel.core import cpu_defaults, stacks
+from keras_bilevel.cli import workflow as cli
 
 ENV = {k: v for k, v in os.environ.items()
        if k not in ("TF_ENABLE_ONEDNN_OPTS", "KERAS_BACKEND", "TF_USE_LEGACY_KERAS")}
@@ -26,7 +27,7 @@ def installed(monkeypatch):
     """`installed(*modules)`: make exactly these top-level modules look installed."""
 
     def fake(*modules):
-        monkeypatch.setattr(_stacks, "is_installed", lambda name: name in modules)
+        monkeypatch.setattr(stacks, "is_installed", lambda name: name in modules)
 
     monkeypatch.delenv("KERAS_BACKEND", raising=False)
     return fake
@@ -51,7 +52,7 @@ def test_default_backend(installed, monkeypatch, modules, env, expected):
     installed(*modules)
     if env:
         monkeypatch.setenv("KERAS_BACKEND", env)
-    assert _stacks.default_backend() == expected
+    assert stacks.default_backend() == expected
 
 
 @pytest.mark.parametrize("backend,modules,message", [
@@ -67,7 +68,7 @@ def test_default_backend(installed, monkeypatch, modules, env, expected):
 def test_a_missing_backend_is_one_line_naming_its_extra(installed, backend, modules, message):
     installed(*modules)
     with pytest.raises(ImportError) as caught:
-        _stacks.require_backend(backend)
+        stacks.require_backend(backend)
     assert str(caught.value) == message
 
 
@@ -139,13 +140,13 @@ class TestChooseKerasBackend:
         installed(*modules)
         if configured:
             self._configure(configured)
-        assert _stacks.choose_keras_backend() == expected
+        assert stacks.choose_keras_backend() == expected
         assert os.environ.get("KERAS_BACKEND") == expected
 
     def test_the_users_variable_wins(self, installed, monkeypatch):
         installed("keras", "jax")
         monkeypatch.setenv("KERAS_BACKEND", "torch")
-        assert _stacks.choose_keras_backend() is None
+        assert stacks.choose_keras_backend() is None
         assert os.environ["KERAS_BACKEND"] == "torch"
 
 
@@ -172,10 +173,10 @@ def test_the_users_onednn_setting_wins():
 
 
 def test_nothing_changes_once_tensorflow_is_loaded(monkeypatch):
-    monkeypatch.delenv(_cpu_defaults.ONEDNN_VARIABLE, raising=False)
+    monkeypatch.delenv(cpu_defaults.ONEDNN_VARIABLE, raising=False)
     assert "tensorflow" in sys.modules  # this test process runs the Larq path
-    assert _cpu_defaults.prefer_onednn() is False
-    assert _cpu_defaults.ONEDNN_VARIABLE not in os.environ
+    assert cpu_defaults.prefer_onednn() is False
+    assert cpu_defaults.ONEDNN_VARIABLE not in os.environ
 
 
 # A binary CNN's loss at its initial weights (AdaSTE with the paper's recipe: relaxed

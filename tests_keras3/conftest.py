@@ -14,7 +14,7 @@ import keras  # noqa: E402
 import pytest  # noqa: E402
 
 # Imported first, keras_bilevel.keras3 makes `import keras_bilevel` load no Larq front end,
-# so a test module may import `keras_bilevel._stacks` (or the like) before it.
+# so a test module may import `keras_bilevel.core.stacks` (or the like) before it.
 import keras_bilevel.keras3  # noqa: E402,F401
 
 BACKEND = keras.backend.backend()

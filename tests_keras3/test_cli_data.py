@@ -5,7 +5,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from keras_bilevel import _datasets
+from keras_bilevel.core import datasets
 from keras_bilevel.keras3 import data
 
 
@@ -19,8 +19,8 @@ class TestDigits:
         # load_digits(0.2, seed=0): 359 test images; the last 10% of the rest validates.
         assert (digits.num_train, digits.num_validation, digits.num_test) == (1294, 144, 359)
         assert digits.input_shape == (8, 8, 1) and digits.classes == 10
-        (x, y), (x_test, y_test) = _datasets.load_digits(test_fraction=0.2, seed=0)
-        mean, std = _datasets.CHANNEL_STATS["digits"]
+        (x, y), (x_test, y_test) = datasets.load_digits(test_fraction=0.2, seed=0)
+        mean, std = datasets.CHANNEL_STATS["digits"]
         np.testing.assert_array_equal(digits.validation[1], y[1294:])
         np.testing.assert_allclose(digits.test[0].reshape(359, 64),
                                    (x_test - mean[0]) / std[0], rtol=1e-6)

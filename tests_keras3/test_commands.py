@@ -5,8 +5,8 @@ import json
 import keras
 import pytest
 
-from keras_bilevel import cli
-from keras_bilevel.keras3 import commands
+from keras_bilevel.cli import keras3_commands, workflow as cli
+from keras_bilevel.keras3.backends import current as backend
 from tests_keras3.conftest import BACKEND
 
 
@@ -19,28 +19,28 @@ def _args(tmp_path, *extra):
 
 
 def test_a_requested_jit_always_wins():
-    assert commands.default_jit(True) is True and commands.default_jit(False) is False
+    assert keras3_commands.default_jit(True) is True and keras3_commands.default_jit(False) is False
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow's default")
 def test_tensorflow_compiles_on_a_gpu_only():
     import tensorflow as tf
 
-    assert commands.default_jit() is bool(tf.config.list_physical_devices("GPU"))
+    assert keras3_commands.default_jit() is bool(tf.config.list_physical_devices("GPU"))
 
 
 @pytest.mark.skipif(BACKEND != "torch", reason="PyTorch's default")
 @pytest.mark.parametrize("steps,expected", [(None, False), (9_999, False), (10_000, True)])
 def test_torch_compiles_long_runs_only(steps, expected):
-    assert commands.TORCH_COMPILE_MIN_STEPS == 10_000
-    assert commands.default_jit(steps=steps) is expected
+    assert backend.COMPILE_MIN_STEPS == 10_000
+    assert keras3_commands.default_jit(steps=steps) is expected
 
 
 @pytest.mark.skipif(BACKEND != "jax", reason="JAX's default")
 def test_jax_always_compiles_and_warns_of_cpu_convolutions(tmp_path):
-    assert commands.default_jit() is True
-    assert commands._slow_convolutions_note(_args(tmp_path)) is None  # the MLP
-    note = commands._slow_convolutions_note(_args(tmp_path, "--model", "vgg16"))
+    assert keras3_commands.default_jit() is True
+    assert backend.slow_convolutions_note(_args(tmp_path).model) is None  # the MLP
+    note = backend.slow_convolutions_note(_args(tmp_path, "--model", "vgg16").model)
     assert note.startswith("Note: JAX runs convolutions slowly on a CPU (vgg16: ")
     assert "--backend larq or --backend torch is faster here" in note
 
@@ -48,11 +48,11 @@ def test_jax_always_compiles_and_warns_of_cpu_convolutions(tmp_path):
 def test_no_convolution_note_on_the_other_backends(tmp_path):
     if BACKEND == "jax":
         pytest.skip("JAX prints it")
-    assert commands._slow_convolutions_note(_args(tmp_path, "--model", "vgg16")) is None
+    assert backend.slow_convolutions_note(_args(tmp_path, "--model", "vgg16").model) is None
 
 
 def test_train_sets_adastes_learning_rate_from_the_hidden_units(tmp_path):
-    metrics = commands.train(_args(tmp_path, "--hidden-units", "256"))
+    metrics = keras3_commands.train(_args(tmp_path, "--hidden-units", "256"))
     assert metrics["config"]["hidden_units"] == 256
     assert "= 0.0025 for width 256" in metrics["recipe_sources"]["optimizer"]
 
@@ -66,8 +66,8 @@ def _compile_error(message):
 
 @pytest.mark.skipif(BACKEND != "torch", reason="torch.compile")
 def test_a_step_torch_compile_cannot_compile_runs_again_eagerly(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(commands, "TORCH_COMPILE_MIN_STEPS", 1)  # the default compiles
-    real_fit, calls = commands._fit, []
+    monkeypatch.setattr(backend, "COMPILE_MIN_STEPS", 1)  # the default compiles
+    real_fit, calls = keras3_commands._fit, []
 
     def fit(model, *rest):
         calls.append(model.jit_compile)
@@ -75,9 +75,9 @@ def test_a_step_torch_compile_cannot_compile_runs_again_eagerly(tmp_path, monkey
             raise RuntimeError("while compiling") from _compile_error("no C++ compiler")
         return real_fit(model, *rest)
 
-    monkeypatch.setattr(commands, "_fit", fit)
+    monkeypatch.setattr(keras3_commands, "_fit", fit)
     args = _args(tmp_path)
-    metrics = commands.train(args)
+    metrics = keras3_commands.train(args)
     out = capsys.readouterr().out
     assert calls == [True, False]
     assert ("torch.compile could not compile the training step (RuntimeError: while "
@@ -93,12 +93,12 @@ def test_a_step_torch_compile_cannot_compile_runs_again_eagerly(tmp_path, monkey
     (("--jit",), _compile_error("no C++ compiler")),   # --jit asked for: no fallback
 ])
 def test_other_failures_are_not_hidden(tmp_path, monkeypatch, extra, error):
-    monkeypatch.setattr(commands, "TORCH_COMPILE_MIN_STEPS", 1)
+    monkeypatch.setattr(backend, "COMPILE_MIN_STEPS", 1)
 
     def fit(*args):
         raise error
 
-    monkeypatch.setattr(commands, "_fit", fit)
+    monkeypatch.setattr(keras3_commands, "_fit", fit)
     with pytest.raises(type(error)):
-        commands.train(_args(tmp_path, *extra))
+        keras3_commands.train(_args(tmp_path, *extra))
     assert keras.backend.backend() == "torch"

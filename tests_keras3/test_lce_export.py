@@ -11,12 +11,12 @@ import pytest
 
 # keras_bilevel.keras3 first: imported so, the package loads no Larq front end.
 from keras_bilevel.keras3 import export, layers
-from keras_bilevel import _stacks  # noqa: I001
+from keras_bilevel.core import stacks  # noqa: I001
 from keras_bilevel.export import ExportError
 
 pytestmark = pytest.mark.skipif(
-    _stacks.missing_lce_message("to_lce") is not None,
-    reason=str(_stacks.missing_lce_message("to_lce")))
+    stacks.missing_lce_message("to_lce") is not None,
+    reason=str(stacks.missing_lce_message("to_lce")))
 
 
 def _binary(kind, units, name, binary_input=True, **kwargs):

@@ -1,4 +1,4 @@
-"""LatentMomentum (Keras 3) against a NumPy transcription of shared/adaste-math.md, section 5.
+"""LatentMomentum (Keras 3) against a NumPy transcription of docs/method.md, section 6.
 
 Runs under every backend (KERAS_BACKEND=jax|tensorflow|torch); the trained steps go
 through `fit` (compiled where the backend compiles), the single steps through `apply`.

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_bilevel.keras3 import AdaSTE, SteSign, constraints, quantizers
-from keras_bilevel.keras3 import math as ada_math
+from keras_bilevel.keras3 import AdaSTE, constraints, formulas, quantizers, SteSign
 from tests import reference
 from tests.golden import GOLDEN, MUS, SCALE_KWARGS, SCALE_KWARGS_IDS, grid
 from tests_keras3.autodiff import gradient
@@ -26,14 +25,14 @@ def numpy(x):
 
 
 class TestKerasOpsBinding:
-    """`keras_bilevel.keras3.math` (the formulas bound to keras.ops) on this backend."""
+    """`keras_bilevel.keras3.formulas` (the formulas bound to keras.ops) on this backend."""
 
     @pytest.mark.parametrize("mu,theta,g,w,sym,ref", GOLDEN)
     def test_golden_table(self, mu, theta, g, w, sym, ref):
-        np.testing.assert_allclose(numpy(ada_math.inner_solution([theta], mu)), [w],
+        np.testing.assert_allclose(numpy(formulas.inner_solution([theta], mu)), [w],
                                    atol=1e-6)
         for variant, expected in [("symmetric", sym), ("reference", ref)]:
-            got = ada_math.backward_scale([theta], [g], mu, variant=variant)
+            got = formulas.backward_scale([theta], [g], mu, variant=variant)
             np.testing.assert_allclose(numpy(got), [expected], atol=1e-6)
 
     @pytest.mark.parametrize("mu", MUS + [0.0, 0.5])
@@ -41,11 +40,11 @@ class TestKerasOpsBinding:
     @pytest.mark.parametrize("kw", SCALE_KWARGS, ids=SCALE_KWARGS_IDS)
     def test_grid(self, mu, variant, kw):
         theta, g = grid()
-        got = numpy(ada_math.backward_scale(theta, g, mu, variant=variant, **kw))
+        got = numpy(formulas.backward_scale(theta, g, mu, variant=variant, **kw))
         want = reference.scale_array(theta, g, mu, variant=variant, **kw)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
         alpha = kw.get("alpha", reference.ALPHA)
-        np.testing.assert_allclose(numpy(ada_math.inner_solution(theta, mu, alpha)),
+        np.testing.assert_allclose(numpy(formulas.inner_solution(theta, mu, alpha)),
                                    reference.w_star_array(theta, mu, alpha=alpha), atol=1e-6)
 
     @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
@@ -54,10 +53,10 @@ class TestKerasOpsBinding:
         keep = np.abs(theta) < 1e3  # representable in float16
         t_low = ops.cast(theta[keep], dtype)
         g_low = ops.cast(g[keep], dtype)
-        grad = ada_math.adaste_gradient(t_low, g_low, 0.01)
+        grad = formulas.adaste_gradient(t_low, g_low, 0.01)
         assert keras.backend.standardize_dtype(grad.dtype) == dtype
         t_in, g_in = numpy(ops.cast(t_low, "float32")), numpy(ops.cast(g_low, "float32"))
-        np.testing.assert_allclose(numpy(ada_math.backward_scale(t_low, g_low, 0.01)),
+        np.testing.assert_allclose(numpy(formulas.backward_scale(t_low, g_low, 0.01)),
                                    reference.scale_array(t_in, g_in, 0.01), rtol=1e-5,
                                    atol=1e-7)
 
@@ -66,13 +65,13 @@ class TestKerasOpsBinding:
         for g_value in [0.0, -0.0, 1e-30, 1.0, -1.0, 1e30, -1e30]:
             g = np.full_like(theta, g_value)
             for variant in VARIANTS:
-                got = numpy(ada_math.backward_scale(theta, g, 0.01, variant=variant))
+                got = numpy(formulas.backward_scale(theta, g, 0.01, variant=variant))
                 np.testing.assert_allclose(
                     got, reference.scale_array(theta, g, 0.01, variant=variant),
                     rtol=1e-5, atol=1e-12)
 
     def test_sign_of_zero_is_plus_one(self):
-        np.testing.assert_array_equal(numpy(ada_math.sign([-0.0, 0.0, -1e-30])),
+        np.testing.assert_array_equal(numpy(formulas.sign([-0.0, 0.0, -1e-30])),
                                       [1.0, 1.0, -1.0])
 
 

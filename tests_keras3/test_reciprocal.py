@@ -1,6 +1,6 @@
 """The reciprocals of the `keras.ops` binding (a speed choice per backend) against NumPy.
 
-`keras_bilevel.keras3.math` computes 1/|theta| in the backward pass without a division
+`keras_bilevel.keras3.formulas` computes 1/|theta| in the backward pass without a division
 on the compiled backends and with one elsewhere; both must give float32's 1/x, and the
 binding must use the one meant for the current backend.
 """
@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_bilevel.keras3 import math as ada_math
+from keras_bilevel.keras3 import formulas
 
 
 def _positive_floats():
@@ -21,7 +21,7 @@ def _positive_floats():
 @pytest.mark.parametrize("name", ["_fused_reciprocal", "_division_reciprocal"])
 def test_reciprocal_is_float32_one_over_x(name):
     x = _positive_floats()
-    got = keras.ops.convert_to_numpy(getattr(ada_math, name)(x))
+    got = keras.ops.convert_to_numpy(getattr(formulas, name)(x))
     want = 1.0 / x.astype(np.float64)
     assert got.dtype == np.float32
     # Within 2 ulp of 1/x (the division-free one measures 1.44e-7 at most here).
@@ -30,11 +30,11 @@ def test_reciprocal_is_float32_one_over_x(name):
 
 def test_reciprocal_of_zero_is_finite():
     # |theta| = 0 lies in the dead band: the value is unused but must not be NaN.
-    for reciprocal in (ada_math._fused_reciprocal, ada_math._division_reciprocal):
+    for reciprocal in (formulas._fused_reciprocal, formulas._division_reciprocal):
         assert np.isfinite(keras.ops.convert_to_numpy(reciprocal(np.zeros(3, np.float32)))).all()
 
 
 def test_backend_uses_the_reciprocal_meant_for_it():
     compiled = keras.backend.backend() in ("jax", "tensorflow")
-    want = ada_math._fused_reciprocal if compiled else ada_math._division_reciprocal
-    assert ada_math._OPS.reciprocal is want
+    want = formulas._fused_reciprocal if compiled else formulas._division_reciprocal
+    assert formulas._OPS.reciprocal is want

@@ -10,7 +10,7 @@ from PIL import Image
 
 # keras_bilevel.keras3 first: imported so, the package loads no Larq front end.
 from keras_bilevel.keras3 import data, methods, models, multi_worker, streamed
-from keras_bilevel import _image_files  # noqa: I001
+from keras_bilevel.core import image_files  # noqa: I001
 from tests.image_trees import write_folder, write_tiny_imagenet
 
 
@@ -40,7 +40,7 @@ def test_tiny_imagenet_splits(tiny):
     assert all(images.shape == (4, 64, 64, 3) and images.dtype == np.float32
                for images, _ in batches)
     assert sorted(np.concatenate([labels for _, labels in batches]).tolist()) == sorted(
-        _image_files.tiny_imagenet_index(tiny).train.labels[:16].tolist())
+        image_files.tiny_imagenet_index(tiny).train.labels[:16].tolist())
 
 
 def test_an_epoch_depends_on_seed_and_epoch_alone(folder):
@@ -76,7 +76,7 @@ def test_test_images_are_decoded_whole_at_their_size(tiny):
     """TinyImageNet's 64x64 test images at image size 64: the whole image, standardised
     (checked against Pillow's decoding, then the ImageNet statistics by hand)."""
     splits = data.load("tiny_imagenet", batch_size=4, data_dir=tiny)
-    path = _image_files.tiny_imagenet_index(tiny).test.paths[0]
+    path = image_files.tiny_imagenet_index(tiny).test.paths[0]
     pixels = np.asarray(Image.open(path).convert("RGB"), np.float64) / 255.0
     expected = (pixels - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
     np.testing.assert_allclose(splits.test[0][0][0], expected, atol=1e-5)

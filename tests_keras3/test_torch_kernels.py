@@ -1,6 +1,6 @@
-"""PyTorch's fused AdaSTE kernels (`keras_bilevel.keras3.torch_kernels`), on PyTorch only.
+"""PyTorch's fused AdaSTE kernels (`keras_bilevel.keras3.backends.torch_kernels`), on PyTorch only.
 
-The fused kernels are what `keras_bilevel.keras3.math` runs on PyTorch; they must give
+The fused kernels are what `keras_bilevel.keras3.formulas` runs on PyTorch; they must give
 the values of the NumPy transcription of the specification (`tests/reference.py`) and
 of the `keras.ops` binding, fall back to eager code in one warning when compiling fails,
 and work inside a training step that is itself compiled (torch.compile).
@@ -12,8 +12,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_bilevel import _formulas
-from keras_bilevel.keras3 import math as ada_math
+from keras_bilevel.core import formulas as core_formulas
+from keras_bilevel.keras3 import formulas as keras_formulas
 from tests import reference
 from tests_keras3.conftest import BACKEND
 
@@ -22,10 +22,10 @@ pytestmark = pytest.mark.skipif(BACKEND != "torch", reason="PyTorch's kernels")
 if BACKEND == "torch":
     import torch
 
-    from keras_bilevel.keras3 import torch_kernels
+    from keras_bilevel.keras3.backends import torch_kernels
 
 # The keras.ops binding, which the fused kernels replace on PyTorch.
-OPS_SIGN, _, OPS_INNER, _, OPS_GRADIENT = _formulas.bind(ada_math._OPS, "keras.ops binding")
+OPS_SIGN, _, OPS_INNER, _, OPS_GRADIENT = core_formulas.bind(keras_formulas._OPS, "keras.ops binding")
 
 
 def _cases(count=4000, seed=0):
@@ -44,7 +44,7 @@ def _numpy(x):
 
 def test_math_uses_the_fused_kernels_on_torch():
     for name in ("sign", "inner_solution", "adaste_gradient"):
-        assert getattr(ada_math, name).__wrapped__ is getattr(torch_kernels, name)
+        assert getattr(keras_formulas, name).__wrapped__ is getattr(torch_kernels, name)
 
 
 @pytest.mark.parametrize("finite", [True, False])
@@ -56,7 +56,7 @@ def test_the_latent_momentum_step_is_the_update_of_the_specification(finite):
     new_theta, new_m = torch_kernels.latent_momentum_step(
         *(torch.as_tensor(a) for a in (theta, m, g)), torch.tensor(b), torch.tensor(step_size),
         scale, decay, torch.tensor(finite))
-    # Section 5 of shared/adaste-math.md, in float64.
+    # Section 6 of docs/method.md, in float64.
     want_m = b * m.astype(np.float64) + (1 - b) * (scale * g + decay * theta)
     want_theta = theta - lr * want_m / (1 - b ** t)
     if not finite:  # the step is skipped
@@ -69,7 +69,7 @@ def test_the_latent_momentum_step_is_the_update_of_the_specification(finite):
 @pytest.mark.parametrize("mu", [0.0, 0.01, 1.7, 100.0])
 def test_the_gradient_is_the_specifications(variant, mu):
     theta, g = _cases()
-    got = _numpy(ada_math.adaste_gradient(theta, g, mu, variant=variant))
+    got = _numpy(keras_formulas.adaste_gradient(theta, g, mu, variant=variant))
     want = reference.scale_array(theta, g, mu, variant=variant) * g.astype(np.float64)
     np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-12)
     ops_binding = _numpy(OPS_GRADIENT(theta, g, mu, variant=variant))
@@ -79,10 +79,10 @@ def test_the_gradient_is_the_specifications(variant, mu):
 @pytest.mark.parametrize("mu", [0.0, 0.01, 1.7, 100.0])
 def test_the_forward_passes_are_the_specifications(mu):
     theta, _ = _cases()
-    np.testing.assert_array_equal(_numpy(ada_math.sign(theta)), np.where(theta >= 0, 1, -1))
-    np.testing.assert_allclose(_numpy(ada_math.inner_solution(theta, mu)),
+    np.testing.assert_array_equal(_numpy(keras_formulas.sign(theta)), np.where(theta >= 0, 1, -1))
+    np.testing.assert_allclose(_numpy(keras_formulas.inner_solution(theta, mu)),
                                reference.w_star_array(theta, mu), rtol=1e-6, atol=1e-7)
-    np.testing.assert_array_equal(_numpy(ada_math.inner_solution(theta, mu)),
+    np.testing.assert_array_equal(_numpy(keras_formulas.inner_solution(theta, mu)),
                                   _numpy(OPS_INNER(theta, mu)))
 
 
@@ -90,7 +90,7 @@ def test_shapes_and_half_precision_keep_their_dtype():
     theta = torch.linspace(-2, 2, 3 * 5 * 7).reshape(3, 5, 7)
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
         t = theta.to(dtype)
-        out = ada_math.adaste_gradient(t, t * 1e-2, 0.01)
+        out = keras_formulas.adaste_gradient(t, t * 1e-2, 0.01)
         assert out.dtype == dtype and tuple(out.shape) == (3, 5, 7)
         want = OPS_GRADIENT(t, t * 1e-2, 0.01)
         np.testing.assert_array_equal(_numpy(out.float()), _numpy(want.float()))

@@ -13,7 +13,7 @@ the samples (within the tolerance of the output scale), then `keras_bilevel.expo
 (or `to_tflite`) writes and checks the file as for any Larq model.
 """
 
-import keras_bilevel._keras2  # noqa: F401  (Keras 2 mode before TensorFlow)
+import keras_bilevel.keras2.legacy_keras  # noqa: F401  (Keras 2 mode before TensorFlow)
 
 import os
 import pickle

@@ -6,7 +6,7 @@ weights go through `tflite_file.store_binary_weights_int8` with `weights="int8"`
 file is checked in LCE's own interpreter (the LiteRT one does not know the `Lce*` ops).
 """
 
-import keras_bilevel._keras2  # noqa: F401  (Keras 2 mode before TensorFlow)
+import keras_bilevel.keras2.legacy_keras  # noqa: F401  (Keras 2 mode before TensorFlow)
 
 import warnings
 
@@ -48,7 +48,7 @@ def to_lce(
 
     **Binary weights alone give no binary ops.** LCE needs binary inputs as well; for a
     weight-only binary network (AdaSTE's setting: ReLU activations in full precision, as
-    in `keras_bilevel.models.binary_mlp`) the LCE file is a float32 file. `to_lce` writes
+    in `keras_bilevel.keras2.models.binary_mlp`) the LCE file is a float32 file. `to_lce` writes
     it and warns (also in `report.warnings`); use `to_tflite(model, path, weights="int8")`
     for a file 4x smaller.
 

@@ -13,7 +13,7 @@ knows tf.keras graphs, not Larq; it writes no files.
     ```
 """
 
-import keras_bilevel._keras2  # noqa: F401  (Keras 2 mode before TensorFlow)
+import keras_bilevel.keras2.legacy_keras  # noqa: F401  (Keras 2 mode before TensorFlow)
 
 import numpy as np
 import tensorflow as tf

@@ -7,7 +7,7 @@ and the model's outputs on them, the stripped model, and for networks with binar
 activations the probe that compares them one by one (`flips`).
 """
 
-import keras_bilevel._keras2  # noqa: F401  (Keras 2 mode before TensorFlow)
+import keras_bilevel.keras2.legacy_keras  # noqa: F401  (Keras 2 mode before TensorFlow)
 
 import numpy as np
 
@@ -96,7 +96,7 @@ def to_tflite(
 
     !!! example
         ```python
-        model = keras_bilevel.models.binary_mlp()
+        model = keras_bilevel.keras2.models.binary_mlp()
         ...  # train
         report = keras_bilevel.export.to_tflite(model, "mlp.tflite", weights="int8")
         report.size_vs_float32  # about 0.25

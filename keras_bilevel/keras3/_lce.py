@@ -1,7 +1,7 @@
 """A Keras 3 network to Larq Compute Engine: described here, rebuilt from Larq layers.
 
 LCE converts Keras 2 models whose binary layers are Larq's. `to_lce` describes the plain
-copy of a Keras 3 model (`keras_bilevel.keras3.export.plain_model`: binary kernels,
+copy of a Keras 3 model (`keras_bilevel.keras3.plain_model.plain_model`: binary kernels,
 binary input quantizers as `BinarySign` layers) as a list of layers with their settings,
 weights and inputs, and a Python process with the Larq stack
 (`keras_bilevel.export.keras3_rebuild`) rebuilds the same network from Larq layers, checks
@@ -16,10 +16,9 @@ import warnings
 import numpy as np
 from keras import ops
 
-from keras_bilevel import _stacks
+from keras_bilevel.core import stacks
 from keras_bilevel.export.report import ExportError
-from keras_bilevel.keras3 import layers as quant_layers
-from keras_bilevel.keras3 import quantizers
+from keras_bilevel.keras3 import layers as quant_layers, quantizers, subprocess_jobs
 
 __all__ = ["NotRebuildable", "SUPPORTED_LAYERS", "describe", "export_rebuilt",
            "has_binary_activations", "require_lce"]
@@ -110,7 +109,7 @@ def has_binary_activations(plain):
 
 def require_lce():
     """ImportError in one line unless the Larq stack and LCE are installed here."""
-    message = _stacks.missing_lce_message(
+    message = stacks.missing_lce_message(
         "exporting a Keras 3 model to Larq Compute Engine (rebuilt from Larq layers)")
     if message:
         raise ImportError(message)
@@ -121,13 +120,11 @@ def export_rebuilt(model, plain, path, weights, x, reference, tolerance, format=
     """Runs the rebuild and the Larq path's `to_lce` (`format="lce"`) or `to_tflite`
     (`"tflite"`) in a process of the Larq stack; returns the `ExportReport`, raises
     `ExportError` or `ValueError` as it did."""
-    from keras_bilevel.keras3.export import python_env, run_job
-
     job = dict(description=describe(plain, model), path=os.fspath(path), weights=weights,
                x=x, reference=np.asarray(reference, np.float32), tolerance=tolerance,
                plant=plant, format=format)
-    outcome = run_job(["-m", "keras_bilevel.export.keras3_rebuild"],
-                      python_env(drop=("KERAS_BACKEND",), TF_USE_LEGACY_KERAS="1"), job,
+    outcome = subprocess_jobs.run_job(["-m", "keras_bilevel.export.keras3_rebuild"],
+                      subprocess_jobs.python_env(drop=("KERAS_BACKEND",), TF_USE_LEGACY_KERAS="1"), job,
                       "the Larq process that rebuilds and converts the model")
     if "value_error" in outcome:
         raise ValueError(outcome["value_error"])

@@ -1,7 +1,7 @@
 """Keras 3 callbacks for AdaSTE training: the mu schedule, the binarization gap, skipped steps.
 
-The Keras 3 twins of `keras_bilevel.callbacks` (same arguments, same logs), for every
-backend: what they do is written once in `keras_bilevel._callbacks`, and this module
+The Keras 3 twins of `keras_bilevel.keras2.callbacks` (same arguments, same logs), for every
+backend: what they do is written once in `keras_bilevel.core.callbacks`, and this module
 binds it to Keras 3. They find every AdaSTE quantizer in a model (nested models and
 layers included) and act on it once per epoch; they hold no training state that a
 resumed run would need (the mu schedule is a function of the epoch index). mu is a
@@ -14,8 +14,8 @@ import logging
 import keras
 from keras import ops
 
-from keras_bilevel import _callbacks
-from keras_bilevel.keras3 import math as ada_math
+from keras_bilevel.core import callbacks as _callbacks
+from keras_bilevel.keras3 import formulas
 from keras_bilevel.keras3.quantizers import AdaSTE
 
 __all__ = ["AnnealMu", "BinarizationGap", "NonFiniteSteps", "adaste_quantizers",
@@ -58,7 +58,7 @@ def adaste_quantizers(model):
 
 
 class _Callback(keras.callbacks.Callback):
-    """The Keras 3 side of the shared callbacks (`keras_bilevel._callbacks`)."""
+    """The Keras 3 side of the shared callbacks (`keras_bilevel.core.callbacks`)."""
 
     _log = log
     _find_quantizers = staticmethod(adaste_quantizers)
@@ -66,7 +66,7 @@ class _Callback(keras.callbacks.Callback):
     _number = staticmethod(ops.convert_to_numpy)
 
 
-# The behaviour, arguments, logs and documentation are those of `keras_bilevel._callbacks`,
+# The behaviour, arguments, logs and documentation are those of `keras_bilevel.core.callbacks`,
 # shared with the Larq front end; what reads tensors is here.
 
 
@@ -83,7 +83,7 @@ class BinarizationGap(_callbacks.BinarizationGap, _Callback):
     def _gap_sum(quantizer, latent):
         theta = ops.convert_to_tensor(latent)
         w = quantizer.training_forward(theta)
-        return ops.sum(ops.abs(w - ops.cast(ada_math.sign(theta), w.dtype)))
+        return ops.sum(ops.abs(w - ops.cast(formulas.sign(theta), w.dtype)))
 
 
 @keras.saving.register_keras_serializable(package="keras_bilevel")

@@ -7,7 +7,7 @@ straight-through baseline needs no Larq. Imports neither TensorFlow nor Larq.
 import keras
 from keras import ops
 
-from keras_bilevel._arguments import check_number
+from keras_bilevel.core.arguments import check_number
 
 __all__ = ["WeightClip", "get"]
 

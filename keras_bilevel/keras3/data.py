@@ -1,6 +1,6 @@
 """Data sets for Keras 3 on every backend: NumPy arrays and NumPy batches.
 
-The Keras 3 twin of `keras_bilevel.data.load`: the same data sets, splits and
+The Keras 3 twin of `keras_bilevel.keras2.data.load`: the same data sets, splits and
 preprocessing (images to [0, 1], standardised per channel with the training-set
 statistics; the last `validation_fraction` of the training split held out; for CIFAR
 training batches a random crop of the 4-pixel zero-padded image and a random left-right
@@ -22,30 +22,29 @@ Pillow, or `tf.data` for Imagenette). This module does not import Keras or Larq.
 
 import dataclasses
 import math
-import os
 from typing import Optional
 
 import numpy as np
 
-from keras_bilevel import _image_files
-from keras_bilevel._datasets import (
+from keras_bilevel.core import registry
+from keras_bilevel.core.datasets import (
+    AUGMENTED,
     CHANNEL_STATS,
+    CROP_PADDING,
     DATASETS,
     DIGITS_TEST_FRACTION,
+    STREAMED,
+    DatasetNotFoundError,
+    check_image_size,
+    check_load_arguments,
     load_digits,
+    prepared_builder,
     validation_size,
 )
+from keras_bilevel.core.splits import Splits
 from keras_bilevel.keras3 import streamed
-from keras_bilevel.keras3._splits import Splits
 
 __all__ = ["ArraySplits", "DATASETS", "DatasetNotFoundError", "batch_count", "batches_of", "load"]
-
-_AUGMENTED = ("cifar10", "cifar100")
-_CROP_PADDING = 4
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """A TFDS data set is not on disk and may not (or could not) be downloaded."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +54,7 @@ class ArraySplits(Splits):
 
     # Attributes
         name, input_shape, classes, batch_size, seed, mean, std, augment: see
-            `keras_bilevel.keras3._splits.Splits`.
+            `keras_bilevel.core.splits.Splits`.
     """
 
     train_images: np.ndarray = dataclasses.field(repr=False)
@@ -101,7 +100,7 @@ class ArraySplits(Splits):
         `augment` cropped and flipped, by `(seed, epoch)` alone."""
         order = np.random.default_rng([self.seed, epoch]).permutation(self.num_train)
         draws = np.random.default_rng([self.seed, epoch, 1])
-        augmented = self.augment and self.name in _AUGMENTED
+        augmented = self.augment and self.name in AUGMENTED
         for start in range(0, self.num_train, self.batch_size):
             chosen = order[start:start + self.batch_size]
             images = self.train_images[chosen]
@@ -126,29 +125,19 @@ def load(name, batch_size=128, validation_fraction=0.1, seed=0, data_dir=None,
         augment: random crop and flip of CIFAR training batches (random-resized crop
             and flip for the streamed sets).
         image_size: side of the square images of `tiny_imagenet`, `imagenette` and
-            `folder` (None: their default, as in `keras_bilevel.data.load`).
+            `folder` (None: their default, as in `keras_bilevel.keras2.data.load`).
 
     # Returns
         An `ArraySplits`; for `tiny_imagenet`, `imagenette` and `folder`, whose images
         stream from their files (`keras_bilevel.keras3.streamed`), a `StreamedSplits`.
     """
-    if name not in DATASETS:
-        raise ValueError(f"`name` must be one of {', '.join(map(repr, DATASETS))}; "
-                         f"got {name!r}.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be an integer >= 1, got {batch_size!r}.")
-    if not 0 <= validation_fraction < 1:
-        raise ValueError("`validation_fraction` must be a number in [0, 1), got "
-                         f"{validation_fraction!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"`seed` must be a non-negative integer, got {seed!r}.")
-    if name in _image_files.STREAMED_DATASETS:
-        builder = _prepared_builder(name, data_dir, download) if name == "imagenette" else None
+    check_load_arguments(name, batch_size, validation_fraction, seed)
+    if name in STREAMED:
+        tfds = registry.DATASETS[name].source == "tfds"
+        builder = prepared_builder(name, data_dir, download) if tfds else None
         return streamed.load_streamed(name, batch_size, validation_fraction, seed, data_dir,
                                       augment, image_size, builder)
-    if image_size is not None:
-        raise ValueError(f"`image_size` is for {', '.join(_image_files.STREAMED_DATASETS)}; "
-                         f"{name} images keep their size")
+    check_image_size(name, image_size)
     if name == "digits":
         (x, y), test, shape, classes = _digits()
     else:
@@ -197,7 +186,7 @@ def batch_count(split, batch_size):
 
 
 def _tfds_arrays(name, data_dir, download):
-    builder = _prepared_builder(name, data_dir, download)
+    builder = prepared_builder(name, data_dir, download)
 
     def split(spec):
         import tensorflow_datasets as tfds
@@ -212,38 +201,10 @@ def _tfds_arrays(name, data_dir, download):
             int(info.features["label"].num_classes))
 
 
-def _prepared_builder(name, data_dir, download):
-    """The TFDS builder of `name`, prepared (downloaded only with `download`)."""
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError as error:
-        raise ImportError(f"The {name} data set is read through tensorflow-datasets, which "
-                          "is not installed: pip install \"keras-bilevel[tfds]\" (or use "
-                          "the digits, which need none)") from error
-    data_dir = None if data_dir is None else os.fspath(os.path.expanduser(data_dir))
-    builder = tfds.builder(name, data_dir=data_dir)
-    info_file = os.path.join(builder.data_dir, "dataset_info.json")
-    if not os.path.exists(info_file):
-        where = f"data_dir={data_dir!r}" if data_dir else f"{builder.data_dir_root!s}"
-        if not download:
-            raise DatasetNotFoundError(
-                f"The {name} data set was not found in {where} (no {info_file}): pass "
-                "--download (download=True) on a machine with internet, a data_dir that "
-                "holds it (for MNIST offline: scripts/prepare_offline_mnist.py DIR), or "
-                "use the digits")
-        try:
-            builder.download_and_prepare()
-        except Exception as error:  # no network, blocked host, bad checksum, full disk...
-            raise DatasetNotFoundError(
-                f"The {name} data set is not in {where} and tensorflow-datasets could not "
-                f"download it: {type(error).__name__}: {error}") from error
-    return builder
-
-
 def _crop_and_flip(images, draws):
     """Pad by 4 zero pixels, crop back to size at random, flip left-right at random."""
     count, height, width = images.shape[:3]
-    pad = _CROP_PADDING
+    pad = CROP_PADDING
     padded = np.pad(images, [(0, 0), (pad, pad), (pad, pad), (0, 0)])
     top = draws.integers(0, 2 * pad + 1, count)
     left = draws.integers(0, 2 * pad + 1, count)

@@ -2,7 +2,7 @@
 
 AdaSTE's backward rule and the non-finite test of `LatentMomentum` are nonlinear in the
 gradient, so under data parallelism they must see the gradient of the whole global batch
-(`shared/adaste-math.md`, section 6), not one replica's part of it.
+(docs/method.md, section 7), not one replica's part of it.
 
 - JAX (`keras.distribution.DataParallel`): the training step is one program over the
   global batch, which XLA partitions; every gradient is already the global one and
@@ -12,8 +12,8 @@ gradient, so under data parallelism they must see the gradient of the whole glob
   value inside that step.
 - PyTorch, or one replica: None.
 
-This module holds no formula and no Keras object; it imports TensorFlow only when
-TensorFlow is the Keras backend (and is then loaded already).
+This module holds no formula and no Keras object; what each backend does is its module's
+in `keras_bilevel.keras3.backends`.
 
 !!! example
     ```python
@@ -23,7 +23,7 @@ TensorFlow is the Keras backend (and is then loaded already).
     ```
 """
 
-import keras
+from keras_bilevel.keras3.backends import current as _backend
 
 __all__ = ["replica_sum"]
 
@@ -49,11 +49,4 @@ def replica_sum(value):
         # inside the step, on replica r:  replica_sum(g_r) == g_0 + g_1
         ```
     """
-    if keras.backend.backend() != "tensorflow":
-        return None
-    import tensorflow as tf  # TensorFlow is the backend: it is loaded already
-
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return None
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+    return _backend.replica_sum(value)

@@ -44,153 +44,20 @@ This module imports TensorFlow only on the TensorFlow backend, when exporting.
 
 import os
 import pickle
-import subprocess
-import sys
 import tempfile
 
 import keras
 import numpy as np
-from keras import ops
 
-from keras_bilevel import _stacks
+from keras_bilevel.core import stacks
 from keras_bilevel.export.report import ExportError
-from keras_bilevel.keras3 import layers as quant_layers
-from keras_bilevel.keras3 import quantizers
+from keras_bilevel.keras3 import _lce, subprocess_jobs
+from keras_bilevel.keras3.backends import current as backend
+from keras_bilevel.keras3.plain_model import BinarySign, plain_model
 
 __all__ = ["BinarySign", "plain_model", "to_lce", "to_tflite"]
 
 WEIGHT_STORAGE = ("float32", "int8")
-# The plain Keras layer each quantized layer becomes (the first base class it has).
-_PLAIN_BASES = (
-    keras.layers.Dense,
-    keras.layers.Conv1D,
-    keras.layers.Conv2D,
-    keras.layers.DepthwiseConv2D,
-)
-# Files the TensorFlow subprocess reads and writes in its work folder.
-_PLAIN_FILE, _ARGS_FILE, _RESULT_FILE = "plain.keras", "args.pkl", "result.pkl"
-
-
-@keras.saving.register_keras_serializable(package="keras_bilevel")
-class BinarySign(keras.layers.Layer):
-    r"""The inference form of a binary input quantizer: the sign with `sign(0) = +1`.
-
-    \\[ y = \mathrm{sgn}(\mathrm{sgn}(x) + 0.1) \\]
-
-    written, as `larq.math.sign`, with two sign ops (the pattern LCE recognises); the
-    values are those of `"ste_sign"` and `"ada_ste"` at inference. No weights.
-
-    !!! example
-        ```python
-        BinarySign()(np.array([-2.0, 0.0, 3.0]))  # [-1., 1., 1.]
-        ```
-    """
-
-    def call(self, inputs):
-        return ops.sign(ops.sign(inputs) + 0.1)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-
-def _is_binary_sign(quantizer):
-    """Whether a quantizer is `sign(x)` (sign(0) = +1) at inference."""
-    return isinstance(quantizer, (quantizers.AdaSTE, quantizers.SteSign))
-
-
-def _plain_layer(layer):
-    """The plain Keras 3 layer computing what quantized `layer` computes at inference."""
-    base = next(cls for cls in _PLAIN_BASES if isinstance(layer, cls))
-    config = layer.get_config()
-    config.pop("input_quantizer", None)
-    config.pop(layer._quantizer_arg, None)
-    config[layer._constraint_arg] = None
-    return base.from_config(config)
-
-
-def _check_nested(model):
-    for layer in model.layers:
-        if isinstance(layer, keras.Model) and any(
-            isinstance(inner, quant_layers._Quantized) for inner in layer._flatten_layers()
-        ):
-            raise ValueError(
-                f"plain_model: layer {layer.name!r} is a model holding quantized layers; "
-                "nested models are not supported. Build the network as one functional or "
-                "Sequential model (e.g. call the inner model's layers directly)."
-            )
-
-
-def plain_model(model):
-    """An inference-only copy of `model` made of plain Keras 3 layers.
-
-    Every quantized layer of `keras_bilevel.keras3.layers` becomes the Keras layer it
-    extends (`QuantDense` -> `Dense`, ...) whose kernel is the quantized kernel
-    `kernel_quantizer(theta, training=False)` (+-1 for AdaSTE and `"ste_sign"`); biases,
-    BatchNorm statistics and the other layers are copied as they are. A binary
-    `input_quantizer` (`"ste_sign"`, `"ada_ste"`) becomes a `BinarySign` layer named
-    `<layer>_input_sign` before it. The copy computes what `model` computes with
-    `training=False`, has no quantizer, constraint or `mu`, and loads without
-    keras_bilevel objects other than `BinarySign`.
-
-    # Arguments
-        model: a built functional or Sequential Keras 3 model with one input.
-
-    # Returns
-        A functional `keras.Model` on the same backend.
-
-    # Raises
-        ValueError: a nested model holds quantized layers, or an input quantizer is not
-            a sign at inference.
-    """
-    if not isinstance(model, keras.Model) or not model.built or not model.inputs:
-        raise ValueError(
-            f"plain_model: `model` must be a built functional or Sequential keras.Model "
-            f"with known inputs, got {model!r}. Fix: build it with `keras.Input(...)`."
-        )
-    _check_nested(model)
-    if isinstance(model, keras.Sequential):
-        model = keras.Model(model.inputs, model.outputs, name=model.name)
-    sources = {}  # id(new layer) -> the layer it copies
-    signs = {}  # id(new layer) -> the BinarySign layer before it
-
-    def clone(layer):
-        if not isinstance(layer, quant_layers._Quantized):
-            new = layer.__class__.from_config(layer.get_config())
-        else:
-            new = _plain_layer(layer)
-            if layer.input_quantizer is not None:
-                if not _is_binary_sign(layer.input_quantizer):
-                    raise ValueError(
-                        f"plain_model: layer {layer.name!r} has input_quantizer "
-                        f"{layer.input_quantizer!r}; only binary sign quantizers "
-                        "('ste_sign', 'ada_ste') can be exported."
-                    )
-                signs[id(new)] = BinarySign(name=f"{layer.name}_input_sign")
-        sources[id(new)] = (new, layer)
-        return new
-
-    def call(layer, *args, **kwargs):
-        if id(layer) in signs:
-            args = (signs[id(layer)](args[0]), *args[1:])
-        return layer(*args, **kwargs)
-
-    plain = keras.models.clone_model(model, clone_function=clone, call_function=call)
-    for new, old in sources.values():
-        new.set_weights(_inference_weights(old))
-    return plain
-
-
-def _inference_weights(layer):
-    """The weights of `layer` with its latent kernel replaced by the quantized one."""
-    values = [ops.convert_to_numpy(variable) for variable in layer.weights]
-    if isinstance(layer, quant_layers._Quantized):
-        latent = layer._latent_kernel
-        kernel = ops.convert_to_numpy(layer._quantized_kernel(latent, training=False))
-        values = [kernel if variable is latent else value
-                  for variable, value in zip(layer.weights, values)]
-    return values
-
-
 def _inputs_and_reference(what, model, weights, samples, num_samples, seed, tolerance,
                           require):
     """Arguments of an export checked (`require()` raises what is not installed);
@@ -232,12 +99,12 @@ _CONVERTER_MODULES = ("tensorflow", "ai_edge_litert")
 def _require_converter():
     """Raise ImportError, one line naming the extra, unless TensorFlow (the converter) and
     LiteRT (the interpreter that checks the file) are installed."""
-    missing = [name for name in _CONVERTER_MODULES if not _stacks.is_installed(name)]
+    missing = [name for name in _CONVERTER_MODULES if not stacks.is_installed(name)]
     if missing:
         raise ImportError(
             f"exporting a Keras 3 model to TFLite needs TensorFlow's converter and LiteRT's "
             f"interpreter ({', '.join(missing)} not installed): "
-            f"{_stacks.install_hint('tensorflow')}")
+            f"{stacks.install_hint('tensorflow')}")
 
 
 def to_tflite(
@@ -291,9 +158,7 @@ def to_tflite(
         "to_tflite", model, weights, samples, num_samples, seed, tolerance,
         _require_converter)
     plain = plain_model(model)
-    from keras_bilevel.keras3 import _lce
-
-    if _lce.has_binary_activations(plain) and not _stacks.missing_modules("larq"):
+    if _lce.has_binary_activations(plain) and not stacks.missing_modules("larq"):
         # Binary activations may flip within rounding of the threshold: the Larq path's
         # check tells flips from departures, so the file is made there, if it can be.
         try:
@@ -307,7 +172,7 @@ def to_tflite(
             return report
     job = dict(path=os.fspath(path), weights=weights, x=x, reference=reference,
                tolerance=tolerance)
-    if keras.backend.backend() == "tensorflow":
+    if backend.CONVERTS_TO_TFLITE:
         outcome = _convert_and_check(plain, **job)
     else:
         outcome = _in_tensorflow_process(plain, job)
@@ -341,62 +206,26 @@ def _convert_and_check(plain, path, weights, x, reference, tolerance):
     return {"report": report}
 
 
-def python_env(drop=(), **values):
-    """This process's environment for a Python subprocess that imports keras_bilevel:
-    `drop` removed, `values` set, TensorFlow's C++ log quiet unless set, the package's
-    folder on `PYTHONPATH`."""
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    env.update(values)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    package_root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(
-        part for part in (package_root, env.get("PYTHONPATH")) if part
-    )
-    return env
-
-
-def run_job(arguments, env, job, what, prepare=None):
-    """Runs `python ARGUMENTS FOLDER`, where FOLDER holds `job` (pickled, `_ARGS_FILE`)
-    and whatever `prepare(folder)` writes; returns what the process pickled into
-    `_RESULT_FILE`. RuntimeError with the end of its error output (`what` names the
-    process) if it wrote nothing or failed."""
-    with tempfile.TemporaryDirectory() as folder:
-        if prepare is not None:
-            prepare(folder)
-        with open(os.path.join(folder, _ARGS_FILE), "wb") as file:
-            pickle.dump(job, file)
-        done = subprocess.run([sys.executable, *arguments, folder], env=env,
-                              capture_output=True, text=True)
-        result = os.path.join(folder, _RESULT_FILE)
-        if done.returncode != 0 or not os.path.exists(result):
-            raise RuntimeError(
-                f"{what} failed (exit status {done.returncode}). Its error output ends "
-                f"with:\n{done.stderr[-4000:]}"
-            )
-        with open(result, "rb") as file:
-            return pickle.load(file)
-
-
 def _in_tensorflow_process(plain, job):
     """Runs `_convert_and_check` in a Python subprocess on the TensorFlow backend
     (`TF_USE_LEGACY_KERAS` removed: tf.keras must stay Keras 3 there)."""
-    return run_job(
+    return subprocess_jobs.run_job(
         ["-c", "import sys; from keras_bilevel.keras3 import export; "
                "export._tensorflow_worker(sys.argv[1])"],
-        python_env(drop=("TF_USE_LEGACY_KERAS",), KERAS_BACKEND="tensorflow"), job,
+        subprocess_jobs.python_env(drop=("TF_USE_LEGACY_KERAS",), KERAS_BACKEND="tensorflow"), job,
         "to_tflite: the TensorFlow-backend subprocess that converts the model",
-        prepare=lambda folder: plain.save(os.path.join(folder, _PLAIN_FILE)))
+        prepare=lambda folder: plain.save(os.path.join(folder, subprocess_jobs.PLAIN_FILE)))
 
 
 def _tensorflow_worker(folder):
     """Entry point of the subprocess: reads the job from `folder`, writes the outcome."""
-    if keras.backend.backend() != "tensorflow":
+    if not backend.CONVERTS_TO_TFLITE:
         raise RuntimeError("The export worker must run with KERAS_BACKEND=tensorflow.")
-    plain = keras.saving.load_model(os.path.join(folder, _PLAIN_FILE), compile=False)
-    with open(os.path.join(folder, _ARGS_FILE), "rb") as file:
+    plain = keras.saving.load_model(os.path.join(folder, subprocess_jobs.PLAIN_FILE), compile=False)
+    with open(os.path.join(folder, subprocess_jobs.ARGS_FILE), "rb") as file:
         job = pickle.load(file)
     outcome = _convert_and_check(plain, **job)
-    with open(os.path.join(folder, _RESULT_FILE), "wb") as file:
+    with open(os.path.join(folder, subprocess_jobs.RESULT_FILE), "wb") as file:
         pickle.dump(outcome, file)
 
 
@@ -458,8 +287,6 @@ def to_lce(
 
 def _to_lce(model, path, weights, *, samples, num_samples, seed, tolerance, verbose,
             plant=None):
-    from keras_bilevel.keras3 import _lce
-
     x, reference, tolerance = _inputs_and_reference(
         "to_lce", model, weights, samples, num_samples, seed, tolerance, _lce.require_lce)
     report = _lce.export_rebuilt(model, plain_model(model), path, weights, x, reference,

@@ -1,6 +1,6 @@
 """Initialisers for binary latent weights, for Keras 3 (every backend).
 
-The Keras 3 twin of `keras_bilevel.initializers`; imports neither TensorFlow nor Larq.
+The Keras 3 twin of `keras_bilevel.keras2.initializers`; imports neither TensorFlow nor Larq.
 """
 
 import random
@@ -8,7 +8,7 @@ import random
 import keras
 from keras import ops
 
-from keras_bilevel._arguments import check_random_sign
+from keras_bilevel.core.arguments import check_random_sign
 
 __all__ = ["RandomSign"]
 

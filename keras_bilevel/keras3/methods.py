@@ -1,6 +1,6 @@
 """The command line's training methods on Keras 3: `--method NAME` to a recipe.
 
-The Keras 3 twins of `keras_bilevel.recipes.METHODS` and `make` (Larq's Bop has none:
+The Keras 3 twins of `keras_bilevel.keras2.recipes.METHODS` and `make` (Larq's Bop has none:
 it is Larq-only), assembled from `keras_bilevel.keras3` objects with the same values:
 `adaste` (AdaSTE's sign forward and adaptive backward, Adam from a width-dependent
 rate with cosine decay, Glorot initialisation, mu annealed by 1.05 per epoch),
@@ -23,7 +23,8 @@ from typing import Any, Callable, Optional
 
 import keras
 
-from keras_bilevel._recipes import adaste_adam, check_run, width_arguments
+from keras_bilevel.core import registry
+from keras_bilevel.core.recipes import adaste_adam, check_run, width_arguments
 from keras_bilevel.keras3 import recipes
 from keras_bilevel.keras3.callbacks import AnnealMu, BinarizationGap
 from keras_bilevel.keras3.constraints import WeightClip
@@ -31,8 +32,9 @@ from keras_bilevel.keras3.quantizers import AdaSTE, SteSign
 
 __all__ = ["LARQ_ONLY", "METHODS", "MethodRecipe", "make"]
 
-# Methods of `keras_bilevel.recipes.METHODS` that exist on the Larq path only.
-LARQ_ONLY = ("bop",)
+# Registered methods that exist on the Larq front end only.
+LARQ_ONLY = tuple(name for name in registry.METHODS
+                  if not registry.supports(registry.METHODS, name, "keras3"))
 
 
 @dataclasses.dataclass
@@ -67,7 +69,7 @@ def _adam_recipe(method, train_size, epochs, steps_per_epoch, batch_size, learni
 
 def adaste(train_size, epochs, steps_per_epoch, batch_size=128, learning_rate=None,
            width=None):
-    """`--method adaste`: as `keras_bilevel.recipes.adaste_recommended` (Adam from
+    """`--method adaste`: as `keras_bilevel.keras2.recipes.adaste_recommended` (Adam from
     `clip(1e-2 * 64 / width, 1e-3, 1e-2)`, or `learning_rate`)."""
     rate, rate_source = adaste_adam(learning_rate, width)
     return _adam_recipe(
@@ -75,12 +77,12 @@ def adaste(train_size, epochs, steps_per_epoch, batch_size=128, learning_rate=No
         quantizer=lambda: AdaSTE(), constraint=None,
         callbacks=[AnnealMu(rate=1.05), BinarizationGap()],
         sources={"kernel_quantizer": "AdaSTE() defaults: sign forward, adaptive backward",
-                 "callbacks": "AnnealMu(1.05) as in shared/adaste-math.md section 1",
+                 "callbacks": "AnnealMu(1.05) as in docs/method.md section 2",
                  "optimizer": rate_source})
 
 
 def ste(train_size, epochs, steps_per_epoch, batch_size=128, learning_rate=1e-3):
-    """`--method ste`: as `keras_bilevel.recipes.ste`, with `SteSign` and `WeightClip`."""
+    """`--method ste`: as `keras_bilevel.keras2.recipes.ste`, with `SteSign` and `WeightClip`."""
     return _adam_recipe(
         "ste", train_size, epochs, steps_per_epoch, batch_size, learning_rate,
         quantizer=lambda: SteSign(), constraint=lambda: WeightClip(), callbacks=[],
@@ -115,7 +117,7 @@ METHODS = {
 
 def make(method, train_size, epochs, steps_per_epoch, batch_size=128, width=None):
     """The recipe named `method` (one of `METHODS`) for a run of the given length, on
-    binary layers of `width` (as `keras_bilevel.recipes.make`)."""
+    binary layers of `width` (as `keras_bilevel.keras2.recipes.make`)."""
     if method in LARQ_ONLY:
         raise ValueError(f"--method {method} is Larq-only (Larq's {method.title()} "
                          "optimizer): use --backend larq, or another method on Keras 3")

@@ -1,11 +1,11 @@
 """Reference binary-weight models for Keras 3 (every backend).
 
-The Keras 3 twins of `keras_bilevel.models`: the same networks, arguments, defaults and
+The Keras 3 twins of `keras_bilevel.keras2.models`: the same networks, arguments, defaults and
 parameter counts, built from `keras_bilevel.keras3.layers` and plain `keras` layers.
 As in the paper's setup: every weight binary (first and last layer included),
 full-precision ReLU, BatchNorm without affine parameters by default after every binary
 layer (the last one on the logits), no biases. The architectures and their
-documentation are written once, in `keras_bilevel._architectures`; this module binds
+documentation are written once, in `keras_bilevel.core.architectures`; this module binds
 them to Keras 3 and imports neither TensorFlow nor Larq.
 
 AdaSTE's `mu` is state, not a parameter: `count_params()` leaves it out, as the Larq
@@ -22,15 +22,17 @@ front end does.
 
 import keras
 
-from keras_bilevel import _architectures
+from keras_bilevel.core import architectures, registry
+from keras_bilevel.core.binding import FrontEnd, bind
 from keras_bilevel.keras3 import layers
 
-__all__ = ["binary_mlp", "resnet18", "vgg16", "vgg_small"]
+# This package's layers on Keras 3; `keras_bilevel.keras3.recipes` adds its recipe modules.
+FRONT_END = FrontEnd(name="keras3", keras=keras, quant_layers=layers,
+                     object_type=keras.layers.Layer)
 
-_KERAS3 = _architectures.FrontEnd(keras=keras, quant_layers=layers,
-                                  object_type=keras.layers.Layer)
-
-binary_mlp = _architectures.bind(_KERAS3, _architectures.binary_mlp, __name__)
-vgg16 = _architectures.bind(_KERAS3, _architectures.vgg16, __name__)
-vgg_small = _architectures.bind(_KERAS3, _architectures.vgg_small, __name__)
-resnet18 = _architectures.bind(_KERAS3, _architectures.resnet18, __name__)
+# One builder per registered model, the core's architecture bound to Keras 3's layers.
+__all__ = sorted(registry.MODELS[name].builder
+                 for name in registry.names(registry.MODELS, front_end="keras3"))
+for _builder in __all__:
+    globals()[_builder] = bind(FRONT_END, getattr(architectures, _builder), __name__)
+del _builder

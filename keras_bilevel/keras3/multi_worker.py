@@ -1,6 +1,6 @@
 """One Keras 3 model trained by several worker processes: JAX's and TensorFlow's engines.
 
-The Keras 3 twin of `keras_bilevel.multi_worker`, one call per worker, `connect()`:
+The Keras 3 twin of `keras_bilevel.keras2.multi_worker`, one call per worker, `connect()`:
 
 - JAX: `jax.distributed.initialize` with the coordinator's address, the number of
   processes and this process's index (arguments, else `JAX_COORDINATOR_ADDRESS`,
@@ -16,11 +16,11 @@ The Keras 3 twin of `keras_bilevel.multi_worker`, one call per worker, `connect(
   reduces its first batch and every step's logs across workers in ways the strategy
   cannot), so here each worker hands Keras its own batches as a distributed dataset
   of its own (nothing to reduce) and the logs are averaged over workers as scalars:
-  both in `keras_bilevel.keras3._tf_workers`, used only in a multi-worker TensorFlow
+  both in `keras_bilevel.keras3.backends.tensorflow_workers`, used only in a multi-worker TensorFlow
   run.
 - PyTorch: Keras 3 has no distribution API for it; refused in one line.
 
-The batches follow `keras_bilevel._workers.replica_rows`: equal parts of each global
+The batches follow `keras_bilevel.core.workers.replica_rows`: equal parts of each global
 batch, or the whole of a last partial batch that does not split evenly on every
 replica, so that training is the single-device algorithm. Evaluation is not sharded:
 every worker evaluates the whole split (the metrics of copies are the metrics of the
@@ -46,8 +46,9 @@ import contextlib
 import keras
 import numpy as np
 
-from keras_bilevel import _workers
+from keras_bilevel.core import workers
 from keras_bilevel.keras3 import data, streamed
+from keras_bilevel.keras3.backends import current as backend
 
 __all__ = ["MultiWorker", "connect"]
 
@@ -61,31 +62,28 @@ def connect(setup=None, coordinator=None, num_processes=None, process_id=None):
     """This worker's `MultiWorker` for the running Keras backend; call it first.
 
     # Arguments
-        setup: a `keras_bilevel._workers.WorkerSetup`; None reads the engine's settings
+        setup: a `keras_bilevel.core.workers.WorkerSetup`; None reads the engine's settings
             (TF_CONFIG, or for JAX the arguments and the `JAX_*` variables).
         coordinator, num_processes, process_id: JAX's settings, when `setup` is None.
 
     # Raises
         ValueError: settings that are malformed, or several workers on PyTorch.
     """
-    backend = keras.backend.backend()
     if setup is None:
-        setup = _workers.worker_setup(backend, coordinator, num_processes, process_id)
+        setup = workers.worker_setup(backend.NAME, coordinator, num_processes, process_id)
     if setup is None:
         return MultiWorker(None)
-    if backend not in _workers.ENGINES:
-        raise ValueError(_workers.no_engine_message(backend))
-    if backend == "jax":
-        return _JaxWorkers(setup)
-    return _TensorFlowWorkers(setup)
+    if backend.NAME not in _ENGINES:
+        raise ValueError(workers.no_engine_message(backend.NAME))
+    return _ENGINES[backend.NAME](setup)
 
 
-class MultiWorker(_workers.WorkerFiles):
+class MultiWorker(workers.WorkerFiles):
     """This process's part in a training run: on its own, a single process.
 
     # Attributes
-        count, index, is_chief, replicas: as in `keras_bilevel.multi_worker.MultiWorker`;
-            `writable`, `close`, `lost_worker`: `keras_bilevel._workers.WorkerFiles`.
+        count, index, is_chief, replicas: as in `keras_bilevel.keras2.multi_worker.MultiWorker`;
+            `writable`, `close`, `lost_worker`: `keras_bilevel.core.workers.WorkerFiles`.
     """
 
     count, index, replicas = 1, 0, 1
@@ -102,7 +100,7 @@ class MultiWorker(_workers.WorkerFiles):
 
     def check_batch_size(self, batch_size):
         """ValueError in one line unless the global batch splits over the replicas."""
-        _workers.check_batch_size(batch_size, self.replicas)
+        workers.check_batch_size(batch_size, self.replicas)
 
     def prepare(self, model):
         """Make `model`'s BatchNorm statistics the global batch's (where the engine
@@ -132,9 +130,9 @@ class MultiWorker(_workers.WorkerFiles):
 
     def _rows(self, batches):
         """This process's rows of each global batch of `batches()`, its replicas' in
-        order (`keras_bilevel._workers.replica_rows`)."""
+        order (`keras_bilevel.core.workers.replica_rows`)."""
         for images, labels in batches():
-            bounds = [_workers.replica_rows(len(labels), self.replicas, replica)
+            bounds = [workers.replica_rows(len(labels), self.replicas, replica)
                       for replica in range(self._first, self._first + self._local)]
             (start, first_stop), (_, stop) = bounds[0], bounds[-1]
             if first_stop - start == len(labels):  # every replica takes the whole batch
@@ -178,9 +176,9 @@ class _TensorFlowWorkers(MultiWorker):
         super().__init__(setup)
         import tensorflow as tf
 
-        from keras_bilevel.keras3 import _tf_workers
+        from keras_bilevel.keras3.backends import tensorflow_workers
 
-        self._tf, self._tf_workers = tf, _tf_workers
+        self._tf, self._tf_workers = tf, tensorflow_workers
         self.strategy = tf.distribute.MultiWorkerMirroredStrategy()
         self.replicas = self.strategy.num_replicas_in_sync
         self._first = self.index
@@ -189,7 +187,7 @@ class _TensorFlowWorkers(MultiWorker):
                 f"--backend tensorflow trains on several workers with one device each "
                 f"(this worker has {self.replicas // self.count}): start one worker per "
                 "GPU, each seeing one (CUDA_VISIBLE_DEVICES), or use --backend larq")
-        _tf_workers.average_logs_over_workers()
+        tensorflow_workers.average_logs_over_workers()
 
     def scope(self):
         return self.strategy.scope()
@@ -257,3 +255,7 @@ def _set_synchronized(model, synchronized):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.synchronized = synchronized
         _set_synchronized(layer, synchronized)
+
+
+# The multi-worker engine of each backend that has one (PyTorch has none in Keras 3).
+_ENGINES = {"jax": _JaxWorkers, "tensorflow": _TensorFlowWorkers}

@@ -1,21 +1,21 @@
 """LatentMomentum for Keras 3: the latent-weight update of the AdaSTE reference recipe.
 
-The Keras 3 twin of `keras_bilevel.optimizers.LatentMomentum` (same arguments, same
+The Keras 3 twin of `keras_bilevel.keras2.optimizers.LatentMomentum` (same arguments, same
 update), written once in `keras.ops` for every backend. It trains the latent weights of
-binary quantizers with the momentum update of `shared/adaste-math.md`, section 5, and
+binary quantizers with the momentum update of docs/method.md, section 6, and
 hands every other variable to a default optimizer. It does not compute AdaSTE's
 gradient (that is the quantizer's backward pass) and imports neither TensorFlow nor
 Larq.
 """
 
-import functools
-
 import keras
 from keras import ops
 
-from keras_bilevel import _formulas
-from keras_bilevel._arguments import check_latent_momentum
-from keras_bilevel._docs import LATENT_MOMENTUM_UPDATE, fill
+from keras_bilevel.core import formulas
+from keras_bilevel.core.arguments import check_latent_momentum
+from keras_bilevel.core.docs import LATENT_MOMENTUM_UPDATE, fill
+from keras_bilevel.keras3 import formulas as keras_formulas
+from keras_bilevel.keras3.backends import current as backend
 from keras_bilevel.keras3.distribution import replica_sum
 from keras_bilevel.keras3.quantizers import _tensor, is_binary_variable
 
@@ -28,23 +28,9 @@ _UNSUPPORTED = {"weight_decay": None, "clipnorm": None, "clipvalue": None,
                 "gradient_accumulation_steps": None}
 
 
-def _fused_latent_momentum_step():
-    """The latent update as one pass where the backend's steps would run it op by op:
-    PyTorch's fused kernel (`torch_kernels`), TensorFlow compiled with XLA; else None
-    (JAX compiles the whole step). Chosen once: the backend is fixed per process."""
-    backend = keras.backend.backend()
-    if backend == "torch":
-        from keras_bilevel.keras3 import torch_kernels
-
-        return torch_kernels.latent_momentum_step
-    if backend == "tensorflow":
-        from keras_bilevel.keras3.math import _OPS, compiled_with_xla
-
-        return compiled_with_xla(functools.partial(_formulas.latent_momentum_step, _OPS))
-    return None
-
-
-_FUSED_LATENT_MOMENTUM_STEP = _fused_latent_momentum_step()
+# The latent update as one pass where the backend's steps would run it op by op
+# (PyTorch's fused kernel, TensorFlow's XLA); None where the step is compiled whole (JAX).
+_FUSED_LATENT_MOMENTUM_STEP = backend.latent_momentum_step(keras_formulas._OPS)
 
 
 @keras.saving.register_keras_serializable(package="keras_bilevel")
@@ -204,7 +190,7 @@ class LatentMomentum(keras.optimizers.Optimizer):
             self.assign(moment, new_m)
             self.assign(variable, new_theta)
             return
-        new_theta, new_m = _formulas.latent_momentum_update(*arguments)
+        new_theta, new_m = formulas.latent_momentum_update(*arguments)
         if variable.constraint is not None:
             new_theta = variable.constraint(new_theta)
         self.assign(moment, ops.where(finite, new_m, m))

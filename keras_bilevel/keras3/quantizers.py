@@ -3,7 +3,7 @@
 Each quantizer is a small Keras layer (as in Larq) that chooses the forward pass from the
 training flag and attaches its backward pass with `keras.ops.custom_gradient`, so one
 definition runs under JAX, TensorFlow and PyTorch. The AdaSTE formulas live in
-`keras_bilevel._formulas` (bound to `keras.ops` by `keras_bilevel.keras3.math`); this
+`keras_bilevel.core.formulas` (bound to `keras.ops` by `keras_bilevel.keras3.formulas`); this
 module must not re-implement them, and imports neither TensorFlow nor Larq.
 
 `mu` is state, not a parameter: a non-trainable variable that compiled training steps
@@ -14,8 +14,9 @@ leave out, as Keras does with seeds and metric accumulators.
 import keras
 from keras import ops
 
-from keras_bilevel._arguments import check_adaste_arguments, check_number
-from keras_bilevel.keras3 import math as ada_math
+from keras_bilevel.core.arguments import check_adaste_arguments, check_number
+from keras_bilevel.keras3 import formulas
+from keras_bilevel.keras3.backends import current as backend
 from keras_bilevel.keras3.distribution import replica_sum
 
 __all__ = ["AdaSTE", "SteSign", "get", "serialize", "is_binary_variable", "mark_binary"]
@@ -24,13 +25,8 @@ _PACKAGE = "keras_bilevel"
 
 
 def _tensor(x):
-    """x as a tensor; a variable is read first. TensorFlow's custom gradients must not
-    see variables, and `convert_to_tensor` keeps them on that backend, so it is copied
-    there (an identity in the graph); elsewhere its value is the tensor (a copy would be
-    one more pass over the kernel in PyTorch's eager steps)."""
-    if isinstance(x, keras.Variable) and keras.backend.backend() == "tensorflow":
-        return ops.copy(x)
-    return ops.convert_to_tensor(x)
+    """x as a tensor a custom gradient may take (`backends.current.quantizer_input`)."""
+    return backend.quantizer_input(x)
 
 
 class _Quantizer(keras.layers.Layer):
@@ -67,7 +63,7 @@ class AdaSTE(_Quantizer):
     where the scale is \\(1/(1+\mu)\\) in the linear region when the step moves
     \\(\theta\\) away from 0, 0 when a saturated weight is pushed further out, and
     \\(\min(\mathrm{jump}(\theta)/|\theta|, \text{max\_scale})\\) when the step pushes
-    \\(\theta\\) toward a flip (see `keras_bilevel.keras3.math.backward_scale`).
+    \\(\theta\\) toward a flip (see `keras_bilevel.keras3.formulas.backward_scale`).
 
     `mu` (`quantizer.mu`) is a scalar float32 variable: assign to it to change mu
     (`keras_bilevel.keras3.callbacks.AnnealMu` does, every epoch); compiled training steps
@@ -148,7 +144,7 @@ class AdaSTE(_Quantizer):
         return 1.0 / self.alpha
 
     def backward_kwargs(self):
-        """The static hyperparameters of `keras_bilevel.keras3.math.backward_scale`."""
+        """The static hyperparameters of `keras_bilevel.keras3.formulas.backward_scale`."""
         return dict(
             alpha=self.alpha,
             max_scale=self.max_scale,
@@ -159,8 +155,8 @@ class AdaSTE(_Quantizer):
 
     def _forward(self, theta, mu):
         if self.relaxed_forward:
-            return ada_math.inner_solution(theta, mu, self.alpha)
-        return ada_math.sign(theta)
+            return formulas.inner_solution(theta, mu, self.alpha)
+        return formulas.sign(theta)
 
     def training_forward(self, theta):
         """The forward pass used in training: w*(theta; mu) or sign(theta); no custom gradient."""
@@ -178,7 +174,7 @@ class AdaSTE(_Quantizer):
                 if upstream is None:
                     (upstream,) = args
                 g_total = replica_sum(upstream) if sum_over_replicas else None
-                d_theta = ada_math.adaste_gradient(theta, upstream, mu, g_total=g_total,
+                d_theta = formulas.adaste_gradient(theta, upstream, mu, g_total=g_total,
                                                    **kwargs)
                 return d_theta, ops.zeros_like(mu)
 
@@ -189,7 +185,7 @@ class AdaSTE(_Quantizer):
     def call(self, inputs, training=None):
         if training:
             return self._quantize_for_training(inputs)
-        return ada_math.sign(inputs)
+        return formulas.sign(inputs)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -246,7 +242,7 @@ class SteSign(_Quantizer):
                 passed = ops.abs(x) <= clip_value
                 return ops.where(passed, upstream, ops.zeros_like(upstream))
 
-            return ada_math.sign(x), grad
+            return formulas.sign(x), grad
 
         return _ste_sign(_tensor(inputs))
 

@@ -1,7 +1,7 @@
 """A Keras 3 training run in its own directory, checkpointed every epoch, resumable exactly.
 
-The Keras 3 twin of `keras_bilevel.runs` (same directory layout, same run.json, same
-refusals: `keras_bilevel._run_files.RunFiles`). The checkpoint of the last finished epoch
+The Keras 3 twin of `keras_bilevel.keras2.runs` (same directory layout, same run.json, same
+refusals: `keras_bilevel.core.run_files.RunFiles`). The checkpoint of the last finished epoch
 is `OUTPUT/checkpoint/epoch-NNNN.keras`: a Keras 3 model file, which holds every model
 variable (AdaSTE's mu included) and the optimizer's state (its step count drives the
 learning-rate schedule); `checkpoint/progress.json` holds the seconds each epoch took. A
@@ -30,7 +30,7 @@ import time
 
 import keras
 
-from keras_bilevel._run_files import (
+from keras_bilevel.core.run_files import (
     InterruptForTests,
     RunFiles,
     interrupt_point,
@@ -129,4 +129,4 @@ class _EpochCheckpoint(keras.callbacks.Callback):
 
 
 class _InterruptForTests(InterruptForTests, keras.callbacks.Callback):
-    """The test-only interruption (`keras_bilevel._run_files.INTERRUPT_ENV`), Keras 3."""
+    """The test-only interruption (`keras_bilevel.core.run_files.INTERRUPT_ENV`), Keras 3."""

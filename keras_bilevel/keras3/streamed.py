@@ -1,13 +1,13 @@
 """Streamed image data sets for Keras 3: TinyImageNet, image folders, Imagenette.
 
-The Keras 3 twin of the streamed sets of `keras_bilevel.data.load`: the same files, splits
-and preprocessing (`keras_bilevel._image_files`: random-resized crop and flip for
+The Keras 3 twin of the streamed sets of `keras_bilevel.keras2.data.load`: the same files, splits
+and preprocessing (`keras_bilevel.core.image_files`: random-resized crop and flip for
 training, resize and centre crop for evaluation, ImageNet statistics), as NumPy batches,
 which every backend takes. Files are decoded with Pillow on a pool of threads, a few
 batches ahead of the one being trained on, never all held in memory; epoch `e`'s order
 and crops come from `(seed, e)` alone, so a resumed run sees the batches an uninterrupted
 one sees. Imagenette comes from tensorflow-datasets and streams through the `tf.data`
-pipeline of `keras_bilevel._tf_images` (TensorFlow is installed with TFDS). No Keras.
+pipeline of `keras_bilevel.pipelines.tf_images` (TensorFlow is installed with TFDS). No Keras.
 
 !!! example
     ```python
@@ -26,9 +26,10 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from keras_bilevel import _image_files
-from keras_bilevel._datasets import validation_size
-from keras_bilevel.keras3._splits import Splits
+from keras_bilevel.core import image_files
+from keras_bilevel.core import image_geometry
+from keras_bilevel.core.datasets import validation_size
+from keras_bilevel.core.splits import Splits
 
 __all__ = ["ImageBatches", "StreamedSplits", "load_streamed"]
 
@@ -57,7 +58,7 @@ class _Decoder:
 
     def __init__(self, size, channels):
         self.size, self.channels = size, channels
-        mean, std = _image_files.channel_stats(channels)
+        mean, std = image_files.channel_stats(channels)
         self.mean, self.std = np.float32(mean), np.float32(std)
         self._pool = None
 
@@ -106,7 +107,7 @@ class ImageBatches:
         return jobs, self.files.labels[rows.start:rows.stop]
 
     def _box(self, height, width):
-        return _image_files.centre_box(np, height, width, self.crop_fraction)
+        return image_geometry.centre_box(np, height, width, self.crop_fraction)
 
     def __getitem__(self, index):
         if not 0 <= index < len(self):
@@ -140,18 +141,18 @@ def load_streamed(name, batch_size, validation_fraction, seed, data_dir, augment
     if name == "imagenette":
         return _tfds_streamed(builder, batch_size, validation_fraction, seed, augment,
                               image_size)
-    index = _image_files.index_of(name, data_dir)
-    size = _image_files.image_size_for(name, image_size, index)
+    index = image_files.index_of(name, data_dir)
+    size = image_files.image_size_for(name, image_size, index)
     held_out = validation_size(name, len(index.train), validation_fraction)
     boundary = len(index.train) - held_out
     train = index.train.take(range(boundary))
-    crop_fraction = _image_files.EVAL_CROP_FRACTION[name]
+    crop_fraction = image_files.EVAL_CROP_FRACTION[name]
     decoder = _Decoder(size, index.channels)
-    order_seed, augment_seed = _image_files.split_seeds(seed)
+    order_seed, augment_seed = image_geometry.split_seeds(seed)
 
     def epoch_batches(epoch):
         order = np.random.default_rng([order_seed, epoch]).permutation(boundary)
-        scale, ratio, position, flip = _image_files.epoch_draws(augment_seed, epoch,
+        scale, ratio, position, flip = image_geometry.epoch_draws(augment_seed, epoch,
                                                                 boundary)
 
         def job(row):
@@ -160,7 +161,7 @@ def load_streamed(name, batch_size, validation_fraction, seed, data_dir, augment
                 return (train.paths[image], evaluation_box, False)
 
             def box(height, width):
-                return _image_files.random_resized_box(np, height, width, scale[row],
+                return image_geometry.random_resized_box(np, height, width, scale[row],
                                                        ratio[row], position[row])
 
             return train.paths[image], box, bool(flip[row] < 0.5)
@@ -173,12 +174,12 @@ def load_streamed(name, batch_size, validation_fraction, seed, data_dir, augment
         return decoder.stream(batches())
 
     def evaluation_box(height, width):
-        return _image_files.centre_box(np, height, width, crop_fraction)
+        return image_geometry.centre_box(np, height, width, crop_fraction)
 
     def evaluation(files):
         return ImageBatches(files, batch_size, crop_fraction, decoder)
 
-    mean, std = _image_files.channel_stats(index.channels)
+    mean, std = image_files.channel_stats(index.channels)
     return StreamedSplits(
         name=name, input_shape=(size, size, index.channels), classes=len(index.classes),
         batch_size=batch_size, seed=seed, mean=tuple(mean), std=tuple(std),
@@ -190,15 +191,15 @@ def load_streamed(name, batch_size, validation_fraction, seed, data_dir, augment
 
 
 def _tfds_streamed(builder, batch_size, validation_fraction, seed, augment, image_size):
-    from keras_bilevel import _tf_images
+    from keras_bilevel.pipelines import tf_images
 
     name = "imagenette"
-    source = _tf_images.tfds_source(builder, validation_fraction)
-    size = _image_files.image_size_for(name, image_size)
-    pipelines = _tf_images.pipelines(source, batch_size, size,
-                                     _image_files.EVAL_CROP_FRACTION[name], seed,
+    source = tf_images.tfds_source(builder, validation_fraction)
+    size = image_files.image_size_for(name, image_size)
+    pipelines = tf_images.pipelines(source, batch_size, size,
+                                     image_files.EVAL_CROP_FRACTION[name], seed,
                                      augment=augment)
-    mean, std = _image_files.channel_stats(source.channels)
+    mean, std = image_files.channel_stats(source.channels)
 
     def epoch_batches(epoch):
         return pipelines.epoch_batches(epoch).prefetch(2).as_numpy_iterator()
