@@ -145,3 +145,17 @@ def test_the_command_line_offers_what_the_registries_declare():
     assert parser.DATASETS == tuple(registry.DATASETS)
     assert parser.MODELS == tuple(registry.MODELS)
     assert parser.METHODS == tuple(registry.METHODS)
+
+
+@pytest.mark.parametrize("name", list(registry.DATASETS))
+def test_every_data_set_entry_says_how_to_read_and_standardise_it(name):
+    entry = registry.DATASETS[name]
+    assert entry.source in ("scikit-learn", "tfds", "files")
+    assert (entry.tfds_name is not None) == (entry.source == "tfds")
+    assert entry.augmentation in (None, "crop-and-flip", "resized-crop")
+    if entry.streamed:  # ImageNet's statistics, a crop at evaluation
+        assert entry.mean is None and 0 < entry.eval_crop <= 1
+        assert entry.augmentation == "resized-crop"
+    else:
+        assert len(entry.mean) == len(entry.std) in (1, 3) and min(entry.std) > 0
+        assert entry.image_size is None and entry.eval_crop is None

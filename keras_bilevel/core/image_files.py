@@ -45,14 +45,13 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # read from a folder of image files.
 STREAMED_DATASETS = registry.names(registry.DATASETS, streamed=True)
 FOLDER_DATASETS = registry.names(registry.DATASETS, source="files")
-# `--image-size` when none is given: the reference's sizes (64 for TinyImageNet, 224
-# for Imagenette); for `folder`, the median shorter side of its training images, at
-# most 224.
-DEFAULT_IMAGE_SIZE = {"tiny_imagenet": 64, "imagenette": 224}
+# `--image-size` when none is given (the registry's `image_size`); for a set without
+# one (`folder`), the median shorter side of its training images, at most 224.
+DEFAULT_IMAGE_SIZE = {name: registry.DATASETS[name].image_size for name in STREAMED_DATASETS
+                      if registry.DATASETS[name].image_size is not None}
 FOLDER_MAX_DEFAULT_SIZE = 224
-# The share of each side the evaluation crop keeps. TinyImageNet: the reference takes
-# the centre 64x64 of its 64x64 images, the whole image; else ImageNet's 0.875.
-EVAL_CROP_FRACTION = {"tiny_imagenet": 1.0, "imagenette": 0.875, "folder": 0.875}
+# The share of each side the evaluation crop keeps (the registry's `eval_crop`).
+EVAL_CROP_FRACTION = {name: registry.DATASETS[name].eval_crop for name in STREAMED_DATASETS}
 # A `folder` tree without DIR/test: this share of each class is the test split, chosen
 # with a fixed seed (0) so that it is the same for every --seed.
 FOLDER_TEST_FRACTION = 0.2

@@ -40,6 +40,8 @@ class Dataset:
         tfds_name: the data set's name in tensorflow-datasets, for `source="tfds"`.
         mean, std: per-channel statistics of the training images on [0, 1], which every
             split is standardised with (None for the streamed sets: ImageNet's).
+        image_size: a streamed set's default `image_size` (None: from its files).
+        eval_crop: the share of each side a streamed set's evaluation crop keeps.
         front_ends: the front ends whose `data.load` read it.
     """
 
@@ -49,6 +51,8 @@ class Dataset:
     tfds_name: Optional[str] = None
     mean: Optional[Tuple[float, ...]] = None
     std: Optional[Tuple[float, ...]] = None
+    image_size: Optional[int] = None
+    eval_crop: Optional[float] = None
     front_ends: Tuple[str, ...] = BOTH
 
 
@@ -97,9 +101,13 @@ DATASETS = {
     # likewise not recomputed here.
     "cifar100": Dataset("tfds", "crop-and-flip", tfds_name="cifar100",
                         mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762)),
-    "tiny_imagenet": Dataset("files", "resized-crop", streamed=True),
-    "imagenette": Dataset("tfds", "resized-crop", streamed=True, tfds_name="imagenette"),
-    "folder": Dataset("files", "resized-crop", streamed=True),
+    # The reference's sizes: TinyImageNet's 64x64 images whole (its evaluation takes the
+    # centre 64x64), Imagenette at 224 with ImageNet's 0.875 centre crop.
+    "tiny_imagenet": Dataset("files", "resized-crop", streamed=True, image_size=64,
+                             eval_crop=1.0),
+    "imagenette": Dataset("tfds", "resized-crop", streamed=True, tfds_name="imagenette",
+                          image_size=224, eval_crop=0.875),
+    "folder": Dataset("files", "resized-crop", streamed=True, eval_crop=0.875),
 }
 
 MODELS = {
