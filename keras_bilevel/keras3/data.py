@@ -26,21 +26,8 @@ from typing import Optional
 
 import numpy as np
 
-from keras_bilevel.core import registry
-from keras_bilevel.core.datasets import (
-    AUGMENTED,
-    CHANNEL_STATS,
-    CROP_PADDING,
-    DATASETS,
-    DIGITS_TEST_FRACTION,
-    STREAMED,
-    DatasetNotFoundError,
-    check_image_size,
-    check_load_arguments,
-    load_digits,
-    prepared_builder,
-    validation_size,
-)
+from keras_bilevel.core import datasets, registry
+from keras_bilevel.core.datasets import DATASETS, DatasetNotFoundError  # noqa: F401  (public)
 from keras_bilevel.core.splits import Splits
 from keras_bilevel.keras3 import streamed
 
@@ -100,7 +87,7 @@ class ArraySplits(Splits):
         `augment` cropped and flipped, by `(seed, epoch)` alone."""
         order = np.random.default_rng([self.seed, epoch]).permutation(self.num_train)
         draws = np.random.default_rng([self.seed, epoch, 1])
-        augmented = self.augment and self.name in AUGMENTED
+        augmented = self.augment and self.name in datasets.AUGMENTED
         for start in range(0, self.num_train, self.batch_size):
             chosen = order[start:start + self.batch_size]
             images = self.train_images[chosen]
@@ -131,20 +118,20 @@ def load(name, batch_size=128, validation_fraction=0.1, seed=0, data_dir=None,
         An `ArraySplits`; for `tiny_imagenet`, `imagenette` and `folder`, whose images
         stream from their files (`keras_bilevel.keras3.streamed`), a `StreamedSplits`.
     """
-    check_load_arguments(name, batch_size, validation_fraction, seed)
-    if name in STREAMED:
+    datasets.check_load_arguments(name, batch_size, validation_fraction, seed)
+    if name in datasets.STREAMED:
         tfds = registry.DATASETS[name].source == "tfds"
-        builder = prepared_builder(name, data_dir, download) if tfds else None
+        builder = datasets.prepared_builder(name, data_dir, download) if tfds else None
         return streamed.load_streamed(name, batch_size, validation_fraction, seed, data_dir,
                                       augment, image_size, builder)
-    check_image_size(name, image_size)
+    datasets.check_image_size(name, image_size)
     if name == "digits":
         (x, y), test, shape, classes = _digits()
     else:
         (x, y), test, shape, classes = _tfds_arrays(name, data_dir, download)
-    held_out = validation_size(name, len(x), validation_fraction)
+    held_out = datasets.validation_size(name, len(x), validation_fraction)
     boundary = len(x) - held_out
-    mean, std = CHANNEL_STATS[name]
+    mean, std = datasets.CHANNEL_STATS[name]
     return ArraySplits(
         name=name, input_shape=shape, classes=classes, batch_size=batch_size, seed=seed,
         mean=tuple(mean), std=tuple(std), augment=augment,
@@ -155,7 +142,8 @@ def load(name, batch_size=128, validation_fraction=0.1, seed=0, data_dir=None,
 
 
 def _digits():
-    (x, y), (x_test, y_test) = load_digits(test_fraction=DIGITS_TEST_FRACTION, seed=0)
+    (x, y), (x_test, y_test) = datasets.load_digits(
+        test_fraction=datasets.DIGITS_TEST_FRACTION, seed=0)
     shape = (8, 8, 1)
     return (x.reshape((-1,) + shape), y), (x_test.reshape((-1,) + shape), y_test), shape, 10
 
@@ -186,7 +174,7 @@ def batch_count(split, batch_size):
 
 
 def _tfds_arrays(name, data_dir, download):
-    builder = prepared_builder(name, data_dir, download)
+    builder = datasets.prepared_builder(name, data_dir, download)
 
     def split(spec):
         import tensorflow_datasets as tfds
@@ -204,7 +192,7 @@ def _tfds_arrays(name, data_dir, download):
 def _crop_and_flip(images, draws):
     """Pad by 4 zero pixels, crop back to size at random, flip left-right at random."""
     count, height, width = images.shape[:3]
-    pad = CROP_PADDING
+    pad = datasets.CROP_PADDING
     padded = np.pad(images, [(0, 0), (pad, pad), (pad, pad), (0, 0)])
     top = draws.integers(0, 2 * pad + 1, count)
     left = draws.integers(0, 2 * pad + 1, count)
