@@ -5,8 +5,8 @@ and `keras_bilevel.keras3.models` (Keras 3) are the same networks built from dif
 layer libraries. This module holds the architectures and the argument checks; a
 `keras_bilevel.core.binding.FrontEnd` names the library (the Keras module and the module
 of `QuantDense` and `QuantConv2D`), and each front end's `models` binds every builder
-that `keras_bilevel.core.registry.MODELS` names. Pure Python: it imports no Keras, TensorFlow or Larq, so both front ends
-can use it.
+that `keras_bilevel.core.registry.MODELS` names. Pure Python: it imports no Keras,
+TensorFlow or Larq, so both front ends can use it.
 
 !!! example
     ```python

@@ -4,8 +4,9 @@
 `keras_bilevel.keras3.recipes.adaste_reference` (Keras 3) set the same values and say
 where each comes from in the same words; only the classes they assemble differ. This
 module holds the values, the `sources` text, the argument checks and the `Recipe`
-fields; a `keras_bilevel.core.binding.FrontEnd` names the classes. Pure Python: it imports no Keras, TensorFlow or
-Larq, so both front ends can use it. A recipe only assembles objects; it trains nothing.
+fields; a `keras_bilevel.core.binding.FrontEnd` names the classes. Pure Python: it
+imports no Keras, TensorFlow or Larq, so both front ends can use it. A recipe only
+assembles objects; it trains nothing.
 """
 
 import dataclasses

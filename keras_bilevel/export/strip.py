@@ -113,17 +113,15 @@ def _binary_layers(model):
     return [
         layer
         for layer in _walk_layers(model)
-        if any(
-            plain_layers.is_binary(getattr(layer, attr, None)) for attr in plain_layers.QUANTIZED_KERNELS.values()
-        )
+        if any(plain_layers.is_binary(getattr(layer, attr, None))
+               for attr in plain_layers.QUANTIZED_KERNELS.values())
     ]
 
 
 def has_binary_activations(model):
     """Whether a layer of `model` has a binary `input_quantizer` (e.g. `"ste_sign"`)."""
-    return any(
-        plain_layers.is_binary(getattr(layer, "input_quantizer", None)) for layer in _walk_layers(model)
-    )
+    return any(plain_layers.is_binary(getattr(layer, "input_quantizer", None))
+               for layer in _walk_layers(model))
 
 
 def zero_padded_binary_convolutions_smaller_than_kernel(model):

@@ -10,9 +10,9 @@ of normalised `(image, label)` batches) for `digits`; through tensorflow-dataset
 `mnist`, `fashion_mnist`, `cifar10`, `cifar100` and `imagenette`; and from image files
 for `tiny_imagenet` and `folder` (any tree of one folder per class). The last three
 stream from disk with the public AdaSTE code's ImageNet-style preprocessing
-(`keras_bilevel.core.image_files`, `keras_bilevel.pipelines.tf_images`). With no network, MNIST can be
-written into a TFDS `data_dir` from its IDX files by `scripts/prepare_offline_mnist.py`
-of the keras_bilevel repository.
+(`keras_bilevel.core.image_files`, `keras_bilevel.pipelines.tf_images`). With no
+network, MNIST can be written into a TFDS `data_dir` from its IDX files by
+`scripts/prepare_offline_mnist.py` of the keras_bilevel repository.
 
 !!! example
     ```python

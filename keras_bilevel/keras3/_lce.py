@@ -123,9 +123,10 @@ def export_rebuilt(model, plain, path, weights, x, reference, tolerance, format=
     job = dict(description=describe(plain, model), path=os.fspath(path), weights=weights,
                x=x, reference=np.asarray(reference, np.float32), tolerance=tolerance,
                plant=plant, format=format)
-    outcome = subprocess_jobs.run_job(["-m", "keras_bilevel.export.keras3_rebuild"],
-                      subprocess_jobs.python_env(drop=("KERAS_BACKEND",), TF_USE_LEGACY_KERAS="1"), job,
-                      "the Larq process that rebuilds and converts the model")
+    outcome = subprocess_jobs.run_job(
+        ["-m", "keras_bilevel.export.keras3_rebuild"],
+        subprocess_jobs.python_env(drop=("KERAS_BACKEND",), TF_USE_LEGACY_KERAS="1"), job,
+        "the Larq process that rebuilds and converts the model")
     if "value_error" in outcome:
         raise ValueError(outcome["value_error"])
     if "error" in outcome:
