@@ -63,3 +63,21 @@ def mocked(metadata_dir):
     """TFDS mocked offline; yields the data_dir to pass to `keras_bilevel.data.load`."""
     with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES, data_dir=metadata_dir):
         yield metadata_dir
+
+
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory):
+    """The documentation site, built once per test process with `mkdocs build --strict`."""
+    import pathlib
+    import subprocess
+    import sys
+
+    pytest.importorskip("mkdocs", reason="the [docs] extra is not installed")
+    root = pathlib.Path(__file__).resolve().parent.parent
+    site = tmp_path_factory.mktemp("site")
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=root, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stderr[-4000:]}"
+    return site

@@ -87,14 +87,24 @@ def build_parser():
                        help="larq: Larq on Keras 2; jax, tensorflow, torch: Keras 3 on "
                             "that backend (default: larq where it is installed, else the "
                             "installed Keras 3 backend)")
-    train.add_argument("--dataset", default="digits", choices=DATASETS)
-    train.add_argument("--model", default="mlp", choices=MODELS)
-    train.add_argument("--method", default="adaste", choices=METHODS)
-    train.add_argument("--epochs", type=_positive_int, default=30)
-    train.add_argument("--batch-size", type=_positive_int, default=128)
+    train.add_argument("--dataset", default="digits", choices=DATASETS,
+                       help="the data set (digits: offline, from scikit-learn)")
+    train.add_argument("--model", default="mlp", choices=MODELS,
+                       help="the binary network; every weight +-1, first and last layer "
+                            "included")
+    train.add_argument("--method", default="adaste", choices=METHODS,
+                       help="how the binary weights are trained: " + "; ".join(
+                           f"{name}: {entry.summary}" for name, entry in
+                           registry.METHODS.items()))
+    train.add_argument("--epochs", type=_positive_int, default=30,
+                       help="number of epochs (default 30)")
+    train.add_argument("--batch-size", type=_positive_int, default=128,
+                       help="the global batch size (default 128)")
     train.add_argument("--hidden-units", type=_positive_int, default=1024,
                        help="width of the MLP's hidden layers (default 1024)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0,
+                       help="seed of the initialisation, the data order and the "
+                            "validation split (default 0)")
     train.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None,
                        help="compile the training step (default: XLA on GPU only for "
                             "larq and tensorflow; always on JAX; torch.compile on torch, "
@@ -133,22 +143,31 @@ def build_parser():
 
     evaluate = commands.add_parser("evaluate", parents=[common],
                                    help="evaluate a saved model")
-    evaluate.add_argument("model_path", metavar="MODEL")
-    evaluate.add_argument("--dataset", default="digits", choices=DATASETS)
-    evaluate.add_argument("--batch-size", type=_positive_int, default=256)
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("model_path", metavar="MODEL", help=f"the model: {MODEL_FORMATS}")
+    evaluate.add_argument("--dataset", default="digits", choices=DATASETS,
+                          help="the data set whose test split is evaluated")
+    evaluate.add_argument("--batch-size", type=_positive_int, default=256,
+                          help="batch size (default 256)")
+    evaluate.add_argument("--seed", type=int, default=0,
+                          help="the seed the model was trained with: it fixes the "
+                               "validation split (default 0)")
     evaluate.add_argument("--data-dir", default=None,
                           help="as for train; the image size is the model's")
-    evaluate.add_argument("--download", action="store_true")
+    evaluate.add_argument("--download", action="store_true",
+                          help="let tensorflow-datasets download missing data")
     evaluate.add_argument("--backend", default=None, choices=BACKENDS,
                           help="larq for a Keras 2 (Larq) file, the default for it; for a "
                                "Keras 3 file the backend to evaluate on (default jax)")
 
     export = commands.add_parser("export", parents=[common],
                                  help="export a saved model to TFLite or LCE")
-    export.add_argument("model_path", metavar="MODEL")
+    export.add_argument("model_path", metavar="MODEL", help=f"the model: {MODEL_FORMATS}")
     export.add_argument("--format", default="tflite-int8",
-                        choices=("tflite", "tflite-int8", "lce"))
+                        choices=("tflite", "tflite-int8", "lce"),
+                        help="tflite: float32 weights; tflite-int8: binary weights stored "
+                             "as int8, 4x smaller, same outputs; lce: Larq Compute "
+                             "Engine, bit-packed binary convolutions (default "
+                             "tflite-int8)")
     export.add_argument("--output", default=None,
                         help="output file (default: next to MODEL, with .tflite)")
     export.add_argument("--backend", default=None, choices=BACKENDS,

@@ -36,19 +36,22 @@ __all__ = [
     "vgg_small",
 ]
 
-# "M" is a 2x2 max-pooling; a number is a binary 3x3 convolution with that many filters.
 VGG16_CONVS = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
                512, 512, 512, "M", 512, 512, 512, "M")
+""""M" is a 2x2 max-pooling; a number is a binary 3x3 convolution with that many
+filters."""
 VGG_SMALL_CONVS = (128, 128, "M", 256, 256, "M", 512, 512, "M")
+"""VGG-Small's convolutions, in the notation of `VGG16_CONVS`."""
 VGG_SMALL_DENSE = (1024, 1024)
-# (filters, number of BasicBlocks) per stage; stages 2-4 start with stride 2.
+"""The widths of VGG-Small's binary dense layers before the classifier."""
 RESNET18_STAGES = ((64, 2), (128, 2), (256, 2), (512, 2))
-# The forms of ResNet-18 and VGG-16 and the smallest input side (min(height, width))
-# each is picked for by `form="auto"`: the CIFAR form below 64; ResNet-18's TinyImageNet
-# form (the public AdaSTE code's: its 3x3 stem with stride 2) from 64; the ImageNet form
-# from 128.
+"""(filters, number of BasicBlocks) per stage; stages 2-4 start with stride 2."""
 FORMS = {"resnet18": (("cifar", 0), ("tiny", 64), ("imagenet", 128)),
          "vgg16": (("cifar", 0), ("imagenet", 128))}
+"""The forms of ResNet-18 and VGG-16 and the smallest input side (min(height, width))
+each is picked for by `form="auto"`: the CIFAR form below 64; ResNet-18's TinyImageNet
+form (the public AdaSTE code's: its 3x3 stem with stride 2) from 64; the ImageNet form
+from 128."""
 # VGG-16's ImageNet classifier: two hidden dense layers of 4096 units.
 VGG16_IMAGENET_DENSE = (4096, 4096)
 

@@ -20,24 +20,29 @@ __all__ = ["AUGMENTED", "CHANNEL_STATS", "DATASETS", "DIGITS_TEST_FRACTION",
            "check_load_arguments", "check_image_size", "load_digits", "prepared_builder",
            "validation_size"]
 
-MNIST_MEAN, MNIST_STD = registry.MNIST_MEAN, registry.MNIST_STD
+MNIST_MEAN = registry.MNIST_MEAN
+"""MNIST's pixel mean (images scaled to [0, 1])."""
+MNIST_STD = registry.MNIST_STD
+"""MNIST's pixel standard deviation (images scaled to [0, 1])."""
 
-# Per-channel (mean, std) of each training set held in memory, on images scaled to
-# [0, 1] (the registry's entries); both front ends standardise every split with these.
 CHANNEL_STATS = {name: (entry.mean, entry.std) for name, entry in registry.DATASETS.items()
                  if entry.mean is not None}
+"""Per-channel (mean, std) of each training set held in memory, on images scaled to
+[0, 1] (the registry's entries); both front ends standardise every split with these."""
 
-# The data sets (`keras_bilevel.core.registry.DATASETS`): `digits` ships with scikit-learn;
-# `mnist` to `cifar100` and `imagenette` come from tensorflow-datasets; `tiny_imagenet`
-# and `folder` are read from image files (`keras_bilevel.core.image_files`). The streamed
-# ones are never held in memory and take an `image_size`.
 DATASETS = registry.names(registry.DATASETS)
+"""The data sets (`keras_bilevel.core.registry.DATASETS`): `digits` ships with
+scikit-learn; `mnist` to `cifar100` and `imagenette` come from tensorflow-datasets;
+`tiny_imagenet` and `folder` are read from image files
+(`keras_bilevel.core.image_files`). The streamed ones are never held in memory and take
+an `image_size`."""
 STREAMED = registry.names(registry.DATASETS, streamed=True)
-# Training images randomly cropped from the 4-pixel zero-padded image, and flipped.
+"""The data sets read from image files as they train (never all in memory)."""
 AUGMENTED = registry.names(registry.DATASETS, augmentation="crop-and-flip")
+"""Training images randomly cropped from the 4-pixel zero-padded image, and flipped."""
 CROP_PADDING = 4
-# The test split of the digits: a fixed 20% (`load_digits(test_fraction=0.2, seed=0)`).
 DIGITS_TEST_FRACTION = 0.2
+"""The test split of the digits: a fixed 20% (`load_digits(test_fraction=0.2, seed=0)`)."""
 
 
 def load_digits(test_fraction=0.2, seed=0):

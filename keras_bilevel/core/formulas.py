@@ -28,11 +28,12 @@ from typing import Optional
 
 from keras_bilevel.core import binding
 
-# What a binding module exports: these constants and the formulas bound to its ops.
 CONSTANTS = ("VARIANTS", "VARIANT_SETTINGS", "EXACT_BINARIZER_RTOL",
              "REFERENCE_EXACT_THETA_EPS")
+"""What a binding module exports: these constants and the formulas bound to its ops."""
 FORMULAS = ("sign", "is_exact_binarizer", "inner_solution", "backward_scale",
             "adaste_gradient")
+"""The formulas a binding module exports, each bound to its tensor operations."""
 __all__ = [*CONSTANTS, *FORMULAS, "CONSTANTS", "FORMULAS", "VariantSettings", "make_ops", "bind",
            "division_free_reciprocal", "latent_momentum_step", "latent_momentum_update"]
 

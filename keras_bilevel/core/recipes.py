@@ -17,10 +17,10 @@ __all__ = ["ADASTE_LEARNING_RATE", "Recipe", "adaste_adam", "adaste_learning_rat
 
 _SPEC = "docs/method.md, section 6 (the paper's public reference code)"
 
-# `--method adaste` (`adaste_recommended` on both front ends): Adam's initial learning
-# rate, cosine-decayed over the run, from the width of the binary layers (see
-# `adaste_learning_rate`).
 ADASTE_LEARNING_RATE = 1e-2      # up to ADASTE_BASE_WIDTH
+"""`--method adaste` (`adaste_recommended` on both front ends): Adam's initial learning
+rate, cosine-decayed over the run, up to `ADASTE_BASE_WIDTH` (see `adaste_learning_rate`
+for wider layers)."""
 ADASTE_BASE_WIDTH = 64
 ADASTE_MIN_LEARNING_RATE = 1e-3  # `--method ste`'s rate, from width 640 up
 _ADASTE_LEARNING_RATE_SOURCE = (

@@ -20,9 +20,10 @@ from typing import Optional, Tuple
 __all__ = ["BOTH", "DATASETS", "Dataset", "FRONT_ENDS", "METHODS", "MODELS", "Method",
            "Model", "names", "supports"]
 
-# The front ends: Larq on Keras 2 (`keras_bilevel.keras2`), Keras 3 on any backend.
 FRONT_ENDS = ("larq", "keras3")
+"""The front ends: Larq on Keras 2 (`keras_bilevel.keras2`), Keras 3 on any backend."""
 BOTH = FRONT_ENDS
+"""Both front ends: what an entry supports when every front end has it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +110,8 @@ DATASETS = {
                           image_size=224, eval_crop=0.875),
     "folder": Dataset("files", "resized-crop", streamed=True, eval_crop=0.875),
 }
+"""Every data set, by its command-line name: where it comes from and how it is read and
+standardised."""
 
 MODELS = {
     "mlp": Model("binary_mlp"),
@@ -116,6 +119,8 @@ MODELS = {
     "vgg16": Model("vgg16"),
     "resnet18": Model("resnet18"),
 }
+"""Every reference model, by its command-line name: its builder in
+`keras_bilevel.core.architectures`."""
 
 METHODS = {
     "adaste": Method("AdaSTE with Adam, its rate from the width (the recommended setting)"),
@@ -125,6 +130,8 @@ METHODS = {
     "full-precision": Method("the same network with real weights (a ceiling)"),
     "ste": Method("the straight-through estimator (ste_sign) with Adam"),
 }
+"""Every training method, by its command-line name: what it trains with and which front
+ends have it."""
 
 
 def names(table, front_end=None, **where):

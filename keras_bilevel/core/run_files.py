@@ -31,16 +31,19 @@ __all__ = ["CHECKPOINT", "CONFIG", "HISTORY", "INTERRUPT_ENV", "InterruptForTest
            "write_atomically"]
 
 CHECKPOINT = "checkpoint"
+"""The folder of a run directory that holds the per-epoch checkpoints."""
 CONFIG = "run.json"
+"""The file of a run directory that records its arguments."""
 HISTORY = "history.csv"
-# The arguments that define a training run: `--resume` refuses to continue a run started
-# with other values.
+"""The file of a run directory with one row of metrics per finished epoch."""
 RUN_ARGUMENTS = ("backend", "dataset", "model", "method", "epochs", "batch_size",
                  "hidden_units", "seed", "jit", "image_size")
-# Test-only: "EPOCH,BATCH,SIGNAL[,WORKER]" sends SIGNAL (KILL, INT) to this process when
-# batch BATCH of epoch EPOCH (both 0-based) is about to run, to interrupt a run at a known
-# point; with WORKER, only in that worker of a multi-worker run.
+"""The arguments that define a training run: `--resume` refuses to continue a run
+started with other values."""
 INTERRUPT_ENV = "_KERAS_BILEVEL_TEST_INTERRUPT"
+"""Test-only: "EPOCH,BATCH,SIGNAL[,WORKER]" sends SIGNAL (KILL, INT) to this process
+when batch BATCH of epoch EPOCH (both 0-based) is about to run, to interrupt a run at a
+known point; with WORKER, only in that worker of a multi-worker run."""
 
 
 class RunDirectoryError(ValueError):

@@ -177,7 +177,6 @@ def _adaste_reference_variant(train_size, epochs, steps_per_epoch, batch_size=12
                             batch_size=batch_size)
 
 
-# The command line's --method names.
 METHODS = {
     "adaste": adaste_recommended,
     "adaste-reference": _adaste_reference_variant,
@@ -185,6 +184,7 @@ METHODS = {
     "bop": bop,
     "full-precision": full_precision,
 }
+"""The command line's --method names."""
 
 
 def make(method, train_size, epochs, steps_per_epoch, batch_size=128, width=None):

@@ -32,9 +32,9 @@ from keras_bilevel.keras3.quantizers import AdaSTE, SteSign
 
 __all__ = ["LARQ_ONLY", "METHODS", "MethodRecipe", "make"]
 
-# Registered methods that exist on the Larq front end only.
 LARQ_ONLY = tuple(name for name in registry.METHODS
                   if not registry.supports(registry.METHODS, name, "keras3"))
+"""Registered methods that exist on the Larq front end only."""
 
 
 @dataclasses.dataclass
@@ -113,6 +113,7 @@ METHODS = {
     "ste": ste,
     "full-precision": full_precision,
 }
+"""The Keras 3 front end's recipe for every method it supports, by command-line name."""
 
 
 def make(method, train_size, epochs, steps_per_epoch, batch_size=128, width=None):
