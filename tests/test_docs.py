@@ -267,13 +267,25 @@ def test_every_page_loads_without_errors(built_site, site_url, page):
 
 
 def test_search_finds_ada_ste(site_url, page):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     page.goto(site_url, wait_until="load")
     query = page.locator("input[data-md-component=search-query]")
     query.click()  # the header's search field (desktop width)
-    query.fill("ada_ste")
-    results = page.locator(".md-search-result__item")
-    results.first.wait_for(timeout=15_000)
-    assert results.count() >= 3
+    # The browser builds the search index when the page opens (seconds, more under load);
+    # a query typed before it is ready is not run again, so type it until it is answered.
+    found = 0
+    for _ in range(40):
+        query.fill("")
+        query.press_sequentially("ada_ste")  # key by key, as a user types
+        try:
+            page.wait_for_function("document.querySelectorAll("
+                                   "'.md-search-result__item').length >= 3", timeout=3_000)
+        except PlaywrightTimeout:
+            continue
+        found = page.locator(".md-search-result__item").count()
+        break
+    assert found >= 3, "the search gave no results for ada_ste"
     assert "ada_ste" in page.locator(".md-search-result").inner_text().lower()
     assert not page.problems, "\n".join(page.problems)
 

@@ -134,3 +134,40 @@ def _trained_kernels(jit):
 def test_a_compiled_training_step_trains_as_the_eager_one():
     for compiled, eager in zip(_trained_kernels(True), _trained_kernels(False)):
         np.testing.assert_allclose(compiled, eager, rtol=1e-5, atol=1e-5)
+
+
+def test_many_kernel_shapes_stay_compiled_for_the_whole_run():
+    """More distinct kernel shapes than Dynamo's recompile limit, trained for several
+    epochs with mu changing each epoch and evaluated: the kernels stay compiled (no
+    fallback, no warning), one graph per formula, and a new shape (of a rank seen)
+    compiles nothing new."""
+    from torch._dynamo.utils import counters
+
+    from keras_bilevel.keras3 import AdaSTE, callbacks, initializers, layers, optimizers
+
+    limit = torch._dynamo.config.recompile_limit
+    widths = [9 + i for i in range(limit + 2)]  # limit + 3 distinct kernel shapes
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((7,))] + [
+        layers.QuantDense(width, use_bias=False, kernel_quantizer=AdaSTE(relaxed_forward=True),
+                          kernel_initializer=initializers.RandomSign())
+        for width in widths] + [layers.QuantDense(3, kernel_quantizer="ada_ste")])
+    model.compile(optimizers.LatentMomentum(learning_rate=1e-2),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=False)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((96, 7)).astype(np.float32), rng.integers(0, 3, 96)
+    graphs_before = counters["stats"]["unique_graphs"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        model.fit(x, y, batch_size=32, epochs=3, verbose=0, validation_data=(x, y),
+                  callbacks=[callbacks.AnnealMu(rate=2.0)])
+    assert torch_kernels._failed == []
+    graphs = counters["stats"]["unique_graphs"] - graphs_before
+    assert graphs <= len(torch_kernels.FUSED) + 1, graphs  # per formula, not per shape
+    theta = torch.randn(123, 45, requires_grad=True)  # a shape the model does not have
+    with torch.no_grad():
+        torch_kernels.adaste_gradient(theta, theta * 1e-2, torch.tensor(0.3), g_total=None,
+                                      **model.layers[0].kernel_quantizer.backward_kwargs())
+        torch_kernels.sign(theta)
+    assert counters["stats"]["unique_graphs"] - graphs_before == graphs  # nothing new

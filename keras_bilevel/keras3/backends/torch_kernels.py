@@ -11,11 +11,19 @@ one XLA-compiled pass, also when the model itself is not compiled:
     latent_momentum_step(theta, m, g, b, step_size, s, decay, finite)  # LatentMomentum
 
 Same arguments and values as `keras_bilevel.keras3.formulas` (which uses these on the
-PyTorch backend). Compiled once per input rank and dtype (`dynamic=True`: not per shape);
-inside a training step that is itself compiled (`jit_compile=True`), the plain bound
-functions are traced instead, and TorchInductor fuses them with the rest of the step.
-If compiling fails (no C++ compiler, an unsupported platform), one warning says so and
-the plain bound functions run eagerly: the same values, more kernels.
+PyTorch backend). The formulas are elementwise, so every kernel runs on its tensors
+flattened to one dimension, and with `dynamic=True` that is one compiled graph per
+formula, dtype and set of settings, whatever the layers' shapes: a model with many
+differently shaped kernels never meets Dynamo's recompile limit (which made every run
+fall back to eager kernels after its first epoch). Each formula is compiled from its own
+function of `keras_bilevel.core.formulas`, so each has its own cache. The kernels run
+without autograd (inside a custom gradient's forward and backward passes, and at
+inference, there is none to record); where a caller does need autograd through them (a
+tensor that requires grad, with grad mode on), the plain bound function runs instead.
+Inside a training step that is itself compiled (`jit_compile=True`), the plain bound
+functions are traced, and TorchInductor fuses them with the rest of the step. If
+compiling fails (no C++ compiler, an unsupported platform), one warning says so and the
+plain bound functions run eagerly: the same values, more kernels.
 
 !!! example
     ```python
@@ -70,16 +78,55 @@ _PLAIN = dict(zip(formulas.FORMULAS, formulas.bind(_OPS, __name__)))
 _failed = []  # set once compiling failed: then everything runs the plain functions
 
 
+def _flat(x, shape):
+    """`x` without autograd (a guard of its own otherwise), flat where it has `shape`."""
+    if not isinstance(x, torch.Tensor):
+        return x
+    x = x.detach()
+    return x.reshape(-1) if x.shape == shape else x
+
+
+def _shaped(x, shape):
+    if isinstance(x, tuple):
+        return tuple(_shaped(item, shape) for item in x)
+    return x.reshape(shape)
+
+
+def _needs_autograd(args, kwargs):
+    return torch.is_grad_enabled() and any(
+        isinstance(a, torch.Tensor) and a.requires_grad for a in (*args, *kwargs.values()))
+
+
+def _own_code(name):
+    """The core formula `name` on `_OPS`, as a function with a code object of its own:
+    Dynamo keeps its cache (and counts recompiles) per code object, so the formulas must
+    not share one (as `functools.partial` or one closure for all would)."""
+    formula = getattr(formulas, name)
+
+    def kernel(*args, **kwargs):
+        return formula(_OPS, *args, **kwargs)
+
+    return types.FunctionType(kernel.__code__.replace(co_name=name), kernel.__globals__,
+                              name, None, kernel.__closure__)
+
+
 def _fused(name):
     plain = _PLAIN[name]
-    compiled = torch.compile(plain, dynamic=True, fullgraph=True)
+    # On flattened tensors, with dynamic shapes: one graph for every layer shape.
+    compiled = torch.compile(_own_code(name), dynamic=True, fullgraph=True)
 
     @functools.wraps(plain)
     def run(*args, **kwargs):
-        if _failed or torch.compiler.is_compiling():
-            return plain(*args, **kwargs)
+        first = _tensor(args[0])
+        if (_failed or torch.compiler.is_compiling() or first.device.type == "meta"
+                or _needs_autograd(args, kwargs)):
+            return plain(*args, **kwargs)  # (meta tensors: Keras inferring shapes)
+        shape = first.shape
+        flat_args = [_flat(a, shape) for a in args]
+        flat_kwargs = {key: _flat(value, shape) for key, value in kwargs.items()}
         try:
-            return compiled(*args, **kwargs)
+            with torch.no_grad():
+                return _shaped(compiled(*flat_args, **flat_kwargs), shape)
         except Exception as error:  # TorchInductor's errors have no common base class
             _failed.append(error)
             warnings.warn(
