@@ -49,7 +49,8 @@ def _include(match):
 
 
 def _option_row(action):
-    names = ", ".join(f"`{name}`" for name in action.option_strings) or f"`{action.metavar or action.dest}`"
+    names = (", ".join(f"`{name}`" for name in action.option_strings)
+             or f"`{action.metavar or action.dest}`")
     if action.choices and not isinstance(action, argparse._SubParsersAction):
         names += "<br>" + " \\| ".join(f"`{choice}`" for choice in action.choices)
     default = action.default

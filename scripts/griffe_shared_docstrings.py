@@ -30,7 +30,8 @@ def _dotted(node):
 
 
 def _source_of(module, dotted):
-    """The full path of `dotted` as imported in `module` (`_callbacks.X` -> `...core.callbacks.X`)."""
+    """The full path of `dotted` as imported in `module`
+    (`_callbacks.X` -> `keras_bilevel.core.callbacks.X`)."""
     head, _, rest = dotted.partition(".")
     target = module.imports.get(head)
     if target is None:
