@@ -41,27 +41,53 @@ def _step_function(name, hidden, batch, jit, seed=0):
     return compiled_step(model, x, y)
 
 
-def compiled_step(model, x, y):
-    """A zero-argument function running one compiled training step of the compiled
-    Keras 3 `model` on the fixed batch (x, y), as `fit` does (JAX: passing its state).
+class CompiledStep:
+    """One compiled training step of the compiled Keras 3 `model` on the fixed batch
+    (x, y), as `fit` runs it: call it for a step (it returns the step's logs). On JAX
+    the step passes its state from call to call, as `fit` does within an epoch;
+    `sync_to_model()` writes that state back into the model's variables (as `fit` does at
+    the end of an epoch) and `reload_from_model()` takes the variables up again, so that
+    callbacks and `evaluate` can run in between. Both do nothing on other backends.
     Runs `train_on_batch` once first (it builds the optimizer and the metrics, and
     compiles the step)."""
-    import keras
 
-    model.train_on_batch(x, y)
-    model.make_train_function()
-    # (x, y, sample_weight) as train_on_batch passes it: JAX then reuses its compiled step.
-    data = (keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y), None)
-    if keras.backend.backend() != "jax":
-        return lambda: model.train_function([data])
-    state = [model._get_jax_state(trainable_variables=True, non_trainable_variables=True,
-                                  optimizer_variables=True, metrics_variables=True)]
+    def __init__(self, model, x, y):
+        import keras
 
-    def step():
-        logs, state[0] = model.train_function(state[0], iter([data]))
+        model.train_on_batch(x, y)
+        model.make_train_function()
+        self.model = model
+        self.jax = keras.backend.backend() == "jax"
+        # (x, y, sample_weight) as train_on_batch passes it: JAX then reuses its step.
+        self.data = (keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y), None)
+        self.state = None
+        self.reload_from_model()
+
+    def __call__(self):
+        if not self.jax:
+            return self.model.train_function([self.data])
+        logs, self.state = self.model.train_function(self.state, iter([self.data]))
         return logs
 
-    return step
+    def sync_to_model(self):
+        if self.jax:
+            names = ("trainable_variables", "non_trainable_variables",
+                     "optimizer_variables", "metrics_variables")
+            self.model._jax_state = dict(zip(names, self.state))
+            self.model._jax_state_synced = False
+            self.model.jax_state_sync()
+
+    def reload_from_model(self):
+        if self.jax:
+            self.state = self.model._get_jax_state(
+                trainable_variables=True, non_trainable_variables=True,
+                optimizer_variables=True, metrics_variables=True)
+
+
+def compiled_step(model, x, y):
+    """A zero-argument function running one compiled training step of `model` on the
+    fixed batch (x, y), as `fit` does (a `CompiledStep`)."""
+    return CompiledStep(model, x, y)
 
 
 def time_block(step, steps):

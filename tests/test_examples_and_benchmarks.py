@@ -354,7 +354,8 @@ def test_gpu_throughput_keras3_smoke_without_tensorflow(backend, extra, tmp_path
 
 # A stand-in for a checkout of the public PyTorch AdaSTE code, with the interface the
 # benchmark uses (`models.MLPBinaryConnect`, `models.VGG16`, `optimizers.FenBPOpt.FenBPOpt`
-# whose `step(closure)` returns the loss and predictions): plain SGD on sign weights.
+# whose `step(closure)` returns the loss and predictions, with `beta` and `alpha`): plain
+# SGD on sign weights.
 STAND_IN_MODELS = '''
 import torch
 class MLPBinaryConnect(torch.nn.Sequential):
@@ -368,6 +369,7 @@ import torch
 class FenBPOpt(torch.optim.SGD):
     def __init__(self, model, train_set_size, lr=1e-4, **kwargs):
         super().__init__(model.parameters(), lr=lr)
+        self.beta, self.alpha = 0.01, 0.01
     def step(self, closure):
         loss, output = closure()
         loss.backward()
@@ -386,11 +388,14 @@ def test_reference_speed_benchmark_smoke(tmp_path):
     benchmark = _load("benchmarks/reference_speed.py")
     benchmark.main(["--smoke", "--reference", str(checkout), "--output", str(tmp_path)])
     saved = json.loads((tmp_path / "reference_speed_smoke.json").read_text())
-    runs = saved["models"]["mlp"]
-    assert set(runs) == {"reference", "larq", "jax"} and saved["mlp_hidden"] == 64
+    runs = saved["models"]["mlp-64"]
+    assert set(runs) == {"reference", "larq", "larq-ste_sign", "jax"}
+    assert saved["epochs"] == 2 and runs["larq"]["adaste_over_ste_sign"] > 0
     for name, entry in runs.items():
-        assert len(entry["seconds_per_step"]) == 2 and entry["median_seconds"] > 0
-        assert entry["speedup_vs_reference"] > 0
+        assert [len(e["seconds_per_step"]) for e in entry["epochs"]] == [2, 2]
+        assert entry["median_seconds"] > 0 and len(entry["epoch_end_seconds"]) == 1
+        speedups = [e["speedup_vs_reference"] for e in entry["epochs"]]
+        assert min(speedups) > 0 and entry["worst_epoch_speedup"] == min(speedups)
     assert saved["cpu"]["model"] and "vector_flags" in saved["cpu"]
     assert (tmp_path / "reference_speed_smoke.png").stat().st_size > 1000
     with pytest.raises(SystemExit):  # a folder that is no checkout is refused
@@ -424,6 +429,18 @@ def test_tinyimagenet_example_on_keras3_jax(tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resnet18 on tiny_imagenet (jax): test accuracy" in result.stdout
+
+
+def test_jax_cpu_convolution_benchmark_smoke(tmp_path):
+    benchmark = _load("benchmarks/jax_cpu_convolution.py")
+    benchmark.main(["--smoke", "--output", str(tmp_path)])
+    saved = json.loads((tmp_path / "jax_cpu_convolution_smoke.json").read_text())
+    (convolution,) = saved["results"]["convolutions"].values()
+    assert convolution["max_relative_difference"] < 1e-5
+    assert convolution["xla_with_gradients_ms"] > 0 and convolution["patches_forward_ms"] > 0
+    (pool,) = saved["results"]["pools"].values()
+    assert pool["same_gradient"] is True
+    assert (tmp_path / "jax_cpu_convolution_smoke.png").stat().st_size > 1000
 
 
 def test_input_pipeline_benchmark_smoke(tmp_path):

@@ -53,15 +53,17 @@ class FrontEnd:
     extra_callbacks_note: str = ""
 
 
-def bind(first, function, module):
-    """`function` with its first argument fixed to `first`, as a function of `module`.
+def bind(first, function, module, then=None):
+    """`function` with its first argument fixed to `first`, as a function of `module`;
+    `then`, if given, is applied to what it returns (a front end's finishing touch).
 
     Keeps `function`'s name and docstring, and its signature less the first parameter.
     """
 
     @functools.wraps(function)
     def bound(*args, **kwargs):
-        return function(first, *args, **kwargs)
+        result = function(first, *args, **kwargs)
+        return result if then is None else then(result)
 
     signature = inspect.signature(function)
     bound.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])

@@ -25,6 +25,7 @@ import keras
 from keras import ops
 
 from keras_bilevel.keras3 import constraints, quantizers
+from keras_bilevel.keras3.backends import current as backend
 from keras_bilevel.keras3.dense_product import dense_product
 
 __all__ = ["QuantDense", "QuantConv1D", "QuantConv2D", "QuantDepthwiseConv2D"]
@@ -118,7 +119,7 @@ class _QuantConv(_Quantized):
 
     def call(self, inputs, training=None):
         kernel = self._quantized_kernel(self.kernel, training)
-        outputs = self.convolution_op(self._quantized_inputs(inputs, training), kernel)
+        outputs = backend.convolution(self, self._quantized_inputs(inputs, training), kernel)
         return self._bias_and_activation(outputs)
 
 

@@ -9,7 +9,8 @@ documentation are written once, in `keras_bilevel.core.architectures`; this modu
 them to Keras 3 and imports neither TensorFlow nor Larq.
 
 AdaSTE's `mu` is state, not a parameter: `count_params()` leaves it out, as the Larq
-front end does.
+front end does. Every model is returned through `backends.current.compile_ready` (on
+PyTorch it lets `torch.compile` trace the whole forward pass).
 
 !!! example
     ```python
@@ -25,6 +26,7 @@ import keras
 from keras_bilevel.core import architectures, registry
 from keras_bilevel.core.binding import FrontEnd, bind
 from keras_bilevel.keras3 import layers
+from keras_bilevel.keras3.backends import current as backend
 
 # This package's layers on Keras 3; `keras_bilevel.keras3.recipes` adds its recipe modules.
 FRONT_END = FrontEnd(name="keras3", keras=keras, quant_layers=layers,
@@ -34,5 +36,6 @@ FRONT_END = FrontEnd(name="keras3", keras=keras, quant_layers=layers,
 __all__ = sorted(registry.MODELS[name].builder
                  for name in registry.names(registry.MODELS, front_end="keras3"))
 for _builder in __all__:
-    globals()[_builder] = bind(FRONT_END, getattr(architectures, _builder), __name__)
+    globals()[_builder] = bind(FRONT_END, getattr(architectures, _builder), __name__,
+                               then=backend.compile_ready)
 del _builder

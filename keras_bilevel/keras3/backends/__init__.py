@@ -14,7 +14,11 @@ Each backend module provides the same names:
 - `latent_momentum_step(ops)`: `LatentMomentum`'s update as one pass, or None;
 - `replica_sum(value)`: a value summed over data-parallel replicas, or None;
 - `dense_product(x, kernel)`: a dense layer's product with the fastest backward pass;
+- `convolution(layer, inputs, kernel)`: a convolution layer's product, the fastest way
+  this backend has;
 - `CONVERTS_TO_TFLITE`: whether this process can write a TFLite file itself;
+- `compile_ready(model)`: the model with what stops this backend's compiler removed
+  (every builder of `keras_bilevel.keras3.models` returns its models through it);
 - `default_jit(steps)`, `is_compile_error(error)`, `slow_convolutions_note(model)`: the
   command line's choices for this backend.
 

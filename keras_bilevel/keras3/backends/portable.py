@@ -59,9 +59,19 @@ def dense_product(x, kernel):
     return ops.matmul(x, kernel)
 
 
+def convolution(layer, inputs, kernel):
+    """`layer.convolution_op(inputs, kernel)`: the Keras convolution layer's own."""
+    return layer.convolution_op(inputs, kernel)
+
+
 def uses_transposed_backward():
     """False: the product's backward pass is Keras'."""
     return False
+
+
+def compile_ready(model):
+    """`model` as it is: nothing stops this backend's compiler."""
+    return model
 
 
 def default_jit(steps=None):

@@ -21,7 +21,8 @@ import tensorflow as tf
 from keras import ops
 
 from keras_bilevel.keras3.backends.portable import (  # noqa: F401  (this backend's too)
-    dense_product, on_values, is_compile_error, slow_convolutions_note, uses_transposed_backward)
+    compile_ready, convolution, dense_product, on_values, is_compile_error,
+    slow_convolutions_note, uses_transposed_backward)
 
 NAME = "tensorflow"
 DIVISION_FREE_RECIPROCAL = True
