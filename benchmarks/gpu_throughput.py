@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from keras3_step_worker import compiled_step, time_block  # run as a script: this folder is on sys.path
+from keras3_step_worker import CompiledStep, time_block  # run as a script: this folder is on sys.path
 
 KERAS3_BACKENDS = ("jax", "torch")
 QUANTIZERS = ("ste_sign", "ada_ste")  # the baseline first
@@ -100,7 +100,7 @@ def _keras(backend):
 
 
 def _keras3_step(name, args, seed=0):
-    """`compiled_step` of VGG-16 (width `args.width`) with quantizer `name` on one random
+    """`CompiledStep` of VGG-16 (width `args.width`) with quantizer `name` on one random
     batch. (Not `keras.utils.set_random_seed`: it imports TensorFlow where it is
     installed; the initial weights do not change the step's cost.)"""
     keras = _keras(args.backend)
@@ -114,7 +114,7 @@ def _keras3_step(name, args, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((args.batch, 32, 32, 3)).astype(np.float32)
     y = rng.integers(0, 10, args.batch).astype(np.int32)
-    return compiled_step(model, x, y)
+    return CompiledStep(model, x, y)
 
 
 def _device_and_peak(backend):

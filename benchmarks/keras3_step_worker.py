@@ -38,7 +38,7 @@ def _step_function(name, hidden, batch, jit, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((batch, 784)).astype(np.float32)
     y = rng.integers(0, 10, batch).astype(np.int32)
-    return compiled_step(model, x, y)
+    return CompiledStep(model, x, y)
 
 
 class CompiledStep:
@@ -82,12 +82,6 @@ class CompiledStep:
             self.state = self.model._get_jax_state(
                 trainable_variables=True, non_trainable_variables=True,
                 optimizer_variables=True, metrics_variables=True)
-
-
-def compiled_step(model, x, y):
-    """A zero-argument function running one compiled training step of `model` on the
-    fixed batch (x, y), as `fit` does (a `CompiledStep`)."""
-    return CompiledStep(model, x, y)
 
 
 def time_block(step, steps):

@@ -148,7 +148,7 @@ class Worker:
         env.update(extra_env, TF_CPP_MIN_LOG_LEVEL="3",
                    PYTHONPATH=os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p))
         command = [sys.executable, WORKER, "--config", config, "--model", model,
-                   "--warmup", str(warmup), "--hidden", str(hidden)]
+                   "--warmup", str(warmup)] + (["--hidden", str(hidden)] if hidden else [])
         if reference:
             command += ["--reference", reference]
         self.name = name
@@ -346,14 +346,14 @@ def main(argv=None):
                "cpu": cpu_description(), "versions": _versions(), "epochs": args.epochs,
                "blocks": args.blocks, "models": {}}
     networks = [(f"mlp-{w}", "mlp", w) for w in args.widths if "mlp" in args.models]
-    networks += [(m, m, 0) for m in args.models if m != "mlp"]
+    networks += [(m, m, None) for m in args.models if m != "mlp"]
     for key, model, hidden in networks:
         steps = args.steps or (1 if args.smoke else (10 if model == "mlp" else 2))
         runs_here = [n for n in names if model in CONFIGS[n][3]]
         print(f"{key}: {', '.join(runs_here)}; {args.epochs} epochs of {args.blocks} "
               f"blocks of {steps} steps")
         results["models"][key] = measure(model, runs_here, args.reference, args.blocks,
-                                         steps, args.warmup, hidden or 2048, args.epochs)
+                                         steps, args.warmup, hidden, args.epochs)
         os.makedirs(args.output, exist_ok=True)
         with open(os.path.join(args.output, stem + ".json"), "w") as f:  # after each model
             json.dump(results, f, indent=2)

@@ -76,6 +76,7 @@ def reference_step(model_name, checkout, hidden=HIDDEN):
     # The reference's defaults for the AdaSTE runs (main.py and its scripts).
     optimizer = FenBPOpt(model, train_set_size=spec["train_size"], lr=1e-4, betas=0.0,
                          delta=1e-6, use_STE=False, fenbp_beta=0.01, fenbp_alpha=0.01)
+
     def tensors(arrays):
         x, y = (torch.as_tensor(a) for a in arrays)
         if x.ndim == 4:  # PyTorch's convolutions take NCHW
@@ -137,7 +138,7 @@ def keras3_step(model_name, jit, hidden=HIDDEN, quantizer=None):
     """One training step of the Keras 3 front end with the paper's recipe, and its
     epoch end."""
     import keras
-    from keras3_step_worker import compiled_step
+    from keras3_step_worker import CompiledStep
 
     from keras_bilevel.keras3 import methods, models
     from keras_bilevel.cli import keras3_commands
@@ -154,7 +155,7 @@ def keras3_step(model_name, jit, hidden=HIDDEN, quantizer=None):
                   jit_compile=jit)
     x, y = _batch(model_name)
     print(f"jit_compile={jit}", file=sys.stderr, flush=True)
-    step = compiled_step(model, x, y.astype(np.int32))
+    step = CompiledStep(model, x, y.astype(np.int32))
     return step, _epoch_end(model, recipe, model_name, step.sync_to_model,
                             step.reload_from_model)
 

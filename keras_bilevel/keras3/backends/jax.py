@@ -4,9 +4,10 @@ What differs from `portable`: the division-free reciprocal (it fuses into the co
 update); a dense product with another backward pass on CPUs whose jaxlib runs the
 product that contracts both last axes slowly (`dense_product`; measured in
 BENCHMARKS.md, "Keras 3 front end: training-step cost"); on a CPU, convolutions whose
-kernel is larger than their input as patches and a matrix product (`convolution`); every step compiled by default;
-a note that convolutions are slow on a CPU. Under `keras.distribution.DataParallel` the
-gradient is already the global batch's, so `replica_sum` stays None.
+kernel is larger than their input as patches and a matrix product (`convolution`);
+every step compiled by default; a note that convolutions are slow on a CPU. Under
+`keras.distribution.DataParallel` the gradient is already the global batch's, so
+`replica_sum` stays None.
 """
 
 import functools
