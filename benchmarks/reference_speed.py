@@ -42,14 +42,16 @@ WORKER = os.path.join(HERE, "reference_speed_worker.py")
 
 # name: (what it is, worker --config, environment, models it runs on). The defaults are
 # what `keras-bilevel train` does on a CPU; XLA is left out of the CNNs (about 7x slower
-# for convolutions on a CPU).
+# for convolutions on a CPU), which the Larq path's default also does.
 ALL = ("mlp", "vgg16", "resnet18")
 CONFIGS = {
     "reference": ("public PyTorch code (FenBPOpt), eager", "reference", {}, ALL),
-    "larq": ("Larq path, default (graph, oneDNN on)", "larq", {}, ALL),
+    "larq": ("Larq path, default (XLA for the MLP, graph for CNNs; oneDNN on)", "larq",
+             {}, ALL),
     "larq-no-onednn": ("Larq path, TF_ENABLE_ONEDNN_OPTS=0", "larq",
                        {"TF_ENABLE_ONEDNN_OPTS": "0"}, ALL),
     "larq-xla": ("Larq path, XLA (--jit)", "larq-xla", {}, ("mlp",)),
+    "larq-graph": ("Larq path, graph (--no-jit)", "larq-graph", {}, ALL),
     "jax": ("Keras 3 JAX, default (jit)", "keras3-default", {"KERAS_BACKEND": "jax"},
             ALL),
     "tensorflow": ("Keras 3 TensorFlow, default (graph, AdaSTE math under XLA)",

@@ -16,8 +16,9 @@ Configurations:
 - `reference`: the public PyTorch AdaSTE code (`optimizers/FenBPOpt.py` and the models
   of `models/models.py` of a checkout given by `--reference`, imported from there, never
   copied): `FenBPOpt.step(closure)` as its training loop calls it;
-- `larq`, `larq-xla`: `keras_bilevel` (Larq) with `recipes.make("adaste-reference")`,
-  XLA off (the CPU default) or on;
+- `larq`, `larq-xla`, `larq-graph`: `keras_bilevel` (Larq) with
+  `recipes.make("adaste-reference")`, `jit_compile` as `keras-bilevel train` chooses it
+  on this machine (`cli.keras2_commands.default_jit`), on or off;
 - `keras3-default`, `keras3-jit`, `keras3-eager`: `keras_bilevel.keras3` on the
   backend of `KERAS_BACKEND`, `jit_compile` as `keras-bilevel train` chooses it for the
   paper's 500-epoch run (`cli.keras3_commands.default_jit`), on (torch.compile on PyTorch)
@@ -120,6 +121,12 @@ def larq_step(model_name, jit, hidden=HIDDEN, quantizer=None):
     import keras_bilevel  # Keras 2 mode first
     import tensorflow as tf
 
+    from keras_bilevel.cli import keras2_commands
+
+    # None: what `train` chooses for the paper's run
+    steps = EPOCHS * _steps_per_epoch(model_name)
+    jit = keras2_commands.default_jit(model_name, jit, steps=steps)
+    print(f"jit_compile={jit}", file=sys.stderr, flush=True)
     tf.keras.utils.set_random_seed(0)
     spec = MODELS[model_name]
     recipe = keras_bilevel.recipes.make("adaste-reference", spec["train_size"], EPOCHS,
@@ -199,6 +206,7 @@ def _build(models, model_name, recipe, hidden, quantizer=None):
 
 
 KERAS3_JIT = {"keras3-default": None, "keras3-jit": True, "keras3-eager": False}
+LARQ_JIT = {"larq": None, "larq-xla": True, "larq-graph": False}
 
 
 def make_step(config, model_name, reference=None, hidden=HIDDEN):
@@ -207,8 +215,8 @@ def make_step(config, model_name, reference=None, hidden=HIDDEN):
     config, _, quantizer = config.partition("+")
     if config == "reference" and not quantizer:
         return reference_step(model_name, reference, hidden)
-    if config in ("larq", "larq-xla"):
-        return larq_step(model_name, config == "larq-xla", hidden, quantizer or None)
+    if config in LARQ_JIT:
+        return larq_step(model_name, LARQ_JIT[config], hidden, quantizer or None)
     if config in KERAS3_JIT:
         return keras3_step(model_name, KERAS3_JIT[config], hidden, quantizer or None)
     raise SystemExit(f"unknown --config {config!r}")

@@ -9,7 +9,9 @@ import sys
 import pytest
 
 from keras_bilevel import data, recipes
+from keras_bilevel.cli import keras2_commands
 from keras_bilevel.cli import workflow as cli
+from keras_bilevel.core import cpu_defaults
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +58,14 @@ class TestTrain:
         metrics = json.loads((tmp_path / "metrics.json").read_text())
         assert "= 0.0025 for width 256" in metrics["recipe_sources"]["optimizer"]
 
+    def test_a_long_mlp_run_is_compiled_by_default(self, tmp_path, capsys, monkeypatch):
+        # A run of at least COMPILE_MIN_STEPS steps; 1 makes this one-epoch run long.
+        monkeypatch.setattr(cpu_defaults, "COMPILE_MIN_STEPS", 1)
+        assert cli.main(["train", "--epochs", "1", "--hidden-units", "32",
+                         "--output", str(tmp_path)]) == 0
+        assert "XLA on" in capsys.readouterr().out
+        assert json.loads((tmp_path / "metrics.json").read_text())["config"]["jit"] is True
+
     @pytest.mark.parametrize("method", ["adaste-reference", "bop", "full-precision"])
     def test_every_method_runs(self, tmp_path, method):
         assert cli.main(["train", "--epochs", "1", "--hidden-units", "32", "--method",
@@ -69,6 +79,41 @@ class TestTrain:
         out = capsys.readouterr().out
         metrics = json.loads((trained_run / "metrics.json").read_text())
         assert f"accuracy {metrics['test_accuracy']:.4f}" in out
+
+
+class TestDefaultJit:
+    """XLA by default on a GPU, and on a CPU only where it pays: a long one-worker run
+    of a model without convolutions."""
+
+    LONG = cpu_defaults.COMPILE_MIN_STEPS
+
+    @pytest.mark.parametrize("model,steps,workers,gpu,expected", [
+        ("mlp", LONG, 1, False, True),
+        ("mlp", LONG - 1, 1, False, False),
+        ("mlp", None, 1, False, False),
+        ("mlp", LONG, 2, False, False),
+        ("vgg16", LONG, 1, False, False),
+        ("resnet18", 10 * LONG, 1, False, False),
+        ("vgg16", 1, 2, True, True),
+        ("mlp", None, 1, True, True),
+    ])
+    def test_default(self, model, steps, workers, gpu, expected, monkeypatch):
+        monkeypatch.setattr(keras2_commands.tf.config, "list_physical_devices",
+                            lambda kind=None: ["GPU:0"] if gpu else [])
+        assert keras2_commands.default_jit(model, None, steps, workers) is expected
+
+    @pytest.mark.parametrize("requested", [True, False])
+    def test_a_request_wins(self, requested):
+        assert keras2_commands.default_jit("vgg16", requested, 1) is requested
+        assert keras2_commands.default_jit("mlp", requested, self.LONG) is requested
+
+    def test_xla_with_several_cpu_workers_is_refused_in_one_line(self, monkeypatch):
+        monkeypatch.setattr(keras2_commands.tf.config, "list_physical_devices",
+                            lambda kind=None: [])
+        with pytest.raises(ValueError, match=r"^--jit with 2 workers on a CPU: .*"
+                                             r"leave out --jit$"):
+            keras2_commands.default_jit("mlp", True, self.LONG, 2)
+        assert keras2_commands.default_jit("mlp", False, self.LONG, 2) is False
 
 
 class TestExport:

@@ -12,13 +12,40 @@ import os
 import tensorflow as tf
 
 from keras_bilevel import export as exporting
+from keras_bilevel.core import cpu_defaults, registry
 from keras_bilevel.core import workers as _workers
 from keras_bilevel.keras2 import data, models, multi_worker, recipes
 from keras_bilevel.core.run_files import (RUN_ARGUMENTS, announce, binary_width, build_model,
                                       data_arguments, run_metrics)
 from keras_bilevel.keras2.runs import RunDirectory
 
-__all__ = ["evaluate", "export", "train"]
+__all__ = ["default_jit", "evaluate", "export", "train"]
+
+
+def default_jit(model_name, requested=None, steps=None, workers=1):
+    """`jit_compile` for the Larq path: `requested` if given, else XLA on a GPU, and on a
+    CPU for a one-worker run of at least `cpu_defaults.COMPILE_MIN_STEPS` steps of a model
+    without convolutions (`registry.MODELS[model_name].convolutional`).
+
+    XLA runs convolutions slowly on a CPU (VGG-16 several times slower than the graph
+    step), while the MLP's whole step compiled is faster than the graph step around the
+    XLA-compiled AdaSTE passes (BENCHMARKS.md, "Larq path on the MLP"); compiling costs
+    about 5 s once, which a short run does not win back. With several workers on a CPU,
+    TensorFlow aborts an XLA-compiled step, so `train` refuses `--jit` there.
+
+    Raises:
+        ValueError: `requested` for several workers on a CPU, in one line."""
+    on_gpu = bool(tf.config.list_physical_devices("GPU"))
+    if requested and workers > 1 and not on_gpu:
+        raise ValueError(f"--jit with {workers} workers on a CPU: TensorFlow aborts "
+                         "XLA-compiled steps under MultiWorkerMirroredStrategy there; "
+                         "leave out --jit")
+    if requested is not None:
+        return requested
+    if on_gpu:
+        return True
+    return (workers == 1 and not registry.MODELS[model_name].convolutional
+            and cpu_defaults.compiles_by_default(steps))
 
 
 def _load_data(args, batch_size, model=None):
@@ -42,12 +69,13 @@ def _train(args, cluster):
     splits = _load_data(args, args.batch_size)
     cluster.check_batch_size(args.batch_size)
     steps_per_epoch = splits.steps_per_epoch
+    jit = default_jit(args.model, args.jit, steps=args.epochs * steps_per_epoch,
+                      workers=cluster.count)
     with cluster.scope():
         recipe = recipes.make(args.method, splits.num_train, args.epochs, steps_per_epoch,
                               batch_size=args.batch_size,
                               width=binary_width(args))
         model = build_model(models, args, splits, recipe)
-        jit = args.jit if args.jit is not None else bool(tf.config.list_physical_devices("GPU"))
         model.compile(recipe.optimizer,
                       tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                       metrics=["accuracy"], jit_compile=jit)

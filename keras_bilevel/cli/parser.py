@@ -106,9 +106,11 @@ def build_parser():
                        help="seed of the initialisation, the data order and the "
                             "validation split (default 0)")
     train.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None,
-                       help="compile the training step (default: XLA on GPU only for "
-                            "larq and tensorflow; always on JAX; torch.compile on torch, "
-                            "falling back to eager if it fails)")
+                       help="compile the training step (default: always on JAX; XLA on a "
+                            "GPU on larq and tensorflow, and on larq also on a CPU for "
+                            "mlp runs of 10,000 steps or more; torch.compile on torch for "
+                            "runs of 10,000 steps or more, falling back to eager if it "
+                            "fails)")
     train.add_argument("--data-dir", default=None,
                        help="tensorflow-datasets data_dir; for tiny_imagenet the folder "
                             "holding tiny-imagenet-200/, for folder the folder holding "

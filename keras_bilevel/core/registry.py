@@ -61,9 +61,11 @@ class Dataset:
 class Model:
     """A reference model: `builder` is the name of its function in
     `keras_bilevel.core.architectures` and of the bound one in each front end's
-    `models` module."""
+    `models` module; `convolutional`: whether it has convolutions (XLA runs those slowly
+    on a CPU, so a front end compiles a convolutional model's step there only if asked)."""
 
     builder: str
+    convolutional: bool = True
     front_ends: Tuple[str, ...] = BOTH
 
 
@@ -114,7 +116,7 @@ DATASETS = {
 standardised."""
 
 MODELS = {
-    "mlp": Model("binary_mlp"),
+    "mlp": Model("binary_mlp", convolutional=False),
     "vgg_small": Model("vgg_small"),
     "vgg16": Model("vgg16"),
     "resnet18": Model("resnet18"),

@@ -17,6 +17,8 @@ import jaxlib
 from jax import lax
 from keras import ops
 
+from keras_bilevel.core import registry
+
 from keras_bilevel.keras3.backends.portable import (  # noqa: F401  (this backend's too)
     CONVERTS_TO_TFLITE, compile_ready, fuse_formulas, is_compile_error, latent_momentum_step,
     quantizer_input, replica_sum, variable_value)
@@ -125,7 +127,7 @@ def default_jit(steps=None):
 def slow_convolutions_note(model):
     """One line for a convolutional `model` on a CPU (XLA's CPU convolutions are slow;
     BENCHMARKS.md, "Against the public PyTorch AdaSTE code"), else None."""
-    if model == "mlp" or jax.default_backend() != "cpu":
+    if not registry.MODELS[model].convolutional or jax.default_backend() != "cpu":
         return None
     return (f"Note: JAX runs convolutions slowly on a CPU ({model}: see BENCHMARKS.md, "
             "'Against the public PyTorch AdaSTE code'); --backend larq or --backend torch is "

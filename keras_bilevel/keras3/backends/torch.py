@@ -14,6 +14,7 @@ What differs from `portable`:
 
 import keras
 
+from keras_bilevel.core import cpu_defaults
 from keras_bilevel.keras3.backends import torch_kernels
 from keras_bilevel.keras3.backends.portable import (  # noqa: F401  (this backend's too)
     CONVERTS_TO_TFLITE, DIVISION_FREE_RECIPROCAL, convolution, dense_product, on_values,
@@ -22,7 +23,7 @@ from keras_bilevel.keras3.backends.portable import (  # noqa: F401  (this backen
 
 NAME = "torch"
 # Runs of at least this many training steps are compiled by default.
-COMPILE_MIN_STEPS = 10_000
+COMPILE_MIN_STEPS = cpu_defaults.COMPILE_MIN_STEPS
 
 
 def fuse_formulas(formulas):
