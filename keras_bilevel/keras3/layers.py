@@ -69,7 +69,10 @@ class _Quantized:
         return _apply(self.input_quantizer, inputs, training)
 
     def _quantized_kernel(self, kernel, training):
-        return _apply(getattr(self, self._quantizer_arg), kernel, training)
+        # In the layer's compute dtype, as Keras's own layers use their kernels (under a
+        # mixed policy TensorFlow's quantizer sees the float32 variable).
+        kernel = _apply(getattr(self, self._quantizer_arg), kernel, training)
+        return ops.cast(kernel, self.compute_dtype)
 
     def _bias_and_activation(self, outputs):
         if getattr(self, "bias", None) is not None:
@@ -119,7 +122,16 @@ class _QuantConv(_Quantized):
 
     def call(self, inputs, training=None):
         kernel = self._quantized_kernel(self.kernel, training)
-        outputs = backend.convolution(self, self._quantized_inputs(inputs, training), kernel)
+        inputs = self._quantized_inputs(inputs, training)
+        if self.padding == "causal":
+            # As Keras's Conv1D: zeros on the left (after the input quantizer), then a
+            # "valid" convolution, so that output t sees inputs up to t only.
+            outputs = ops.conv(ops.pad(inputs, self._compute_causal_padding()), kernel,
+                               strides=list(self.strides), padding="valid",
+                               dilation_rate=self.dilation_rate,
+                               data_format=self.data_format)
+        else:
+            outputs = backend.convolution(self, inputs, kernel)
         return self._bias_and_activation(outputs)
 
 

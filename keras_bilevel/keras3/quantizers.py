@@ -173,6 +173,10 @@ class AdaSTE(_Quantizer):
             def grad(*args, upstream=None):
                 if upstream is None:
                     (upstream,) = args
+                # theta's shape, statically: TensorFlow's gradient of a product with a
+                # sparse input arrives with its shape unknown.
+                if None not in tuple(theta.shape):
+                    upstream = ops.reshape(upstream, theta.shape)
                 g_total = replica_sum(upstream) if sum_over_replicas else None
                 d_theta = formulas.adaste_gradient(theta, upstream, mu, g_total=g_total,
                                                    **kwargs)

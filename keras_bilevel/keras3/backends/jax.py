@@ -15,6 +15,7 @@ import functools
 import jax
 import jaxlib
 from jax import lax
+from jax.experimental import sparse as jax_sparse
 from keras import ops
 
 from keras_bilevel.core import registry
@@ -65,9 +66,11 @@ def dense_product(x, kernel):
 
     Where `uses_transposed_backward()`, the input gradient is computed in the second
     form with both transposes materialised, which XLA runs at the rate of the other
-    layouts; the values are the same products summed in another order.
+    layouts; the values are the same products summed in another order. Sparse inputs
+    (`jax.experimental.sparse` arrays, as Keras's Dense takes them) use Keras's product.
     """
-    if not uses_transposed_backward() or len(kernel.shape) != 2:
+    if (not uses_transposed_backward() or len(kernel.shape) != 2
+            or isinstance(x, jax_sparse.JAXSparse)):
         return ops.matmul(x, kernel)
     # A Keras variable (a kernel with no quantizer) to the value the trainer's stateless
     # scope holds: passed as itself, JAX would capture it as a constant of the product.
