@@ -479,3 +479,15 @@ def test_keras3_exports_benchmark_smoke(tmp_path):
     for fmt in ("tflite-float32", "tflite-int8", "lce"):
         assert cnn[fmt]["max_rel_diff"] < 1e-4 and set(cnn[fmt]["latency_ms"]) == {"1", "2"}
     assert (tmp_path / "keras3_exports_smoke.png").stat().st_size > 1000
+
+
+@pytest.mark.slow  # one process per Keras 3 backend trains three small models: ~3 min
+def test_keras_quantization_benchmark_smoke(tmp_path):
+    record = _load("benchmarks/keras_quantization.py").main(
+        ["--smoke", "--backends", "jax", "--out", str(tmp_path)])
+    rows = record["results"]["jax"]
+    assert set(rows) == {f"{model}/{mode}" for model in ("mlp", "vgg_small", "keras_dense")
+                         for mode in ("int8", "int4")}
+    assert rows["mlp/int4"]["largest_difference"] == 0.0  # weight-only, -1/+1 exact
+    assert 0.2 < rows["mlp/int8"]["size_vs_float"] < 0.3
+    assert (tmp_path / "keras_quantization_smoke.png").stat().st_size > 1000

@@ -1,5 +1,6 @@
 """A `.keras` file saved under this backend loads under every backend, with the same
-predictions and the same mu.
+predictions and the same mu; so does the file of the same model after
+`model.quantize("int8")` (int8 kernels, no mu).
 
 Each backend's run saves a model and loads it back under all three backends (the other two
 in subprocesses: Keras reads the backend once per process), so the three runs of
@@ -28,9 +29,10 @@ LOAD = """
 import json, sys
 import numpy as np
 from tests_keras3.test_portable_files import load_here
-path, inputs, out = sys.argv[1:]
+path, quantized, inputs, out = sys.argv[1:]
 predictions, mus = load_here(path, np.load(inputs))
 np.save(out, predictions)
+np.save(out + ".quantized.npy", load_here(quantized, np.load(inputs))[0])
 print("MUS", json.dumps(mus))
 """
 
@@ -66,7 +68,10 @@ def saved(tmp_path_factory):
     model.save(path)
     inputs = np.random.default_rng(2).normal(size=(5, 8, 8, 2)).astype(np.float32)
     np.save(directory / "inputs.npy", inputs)
-    return directory, path, model.predict(inputs, verbose=0), mus
+    predictions = model.predict(inputs, verbose=0)
+    model.quantize("int8")  # every kernel binary, every Dense input -1/+1: exact
+    model.save(directory / "quantized.keras")
+    return directory, path, predictions, mus
 
 
 def load_here(path, inputs):
@@ -82,19 +87,24 @@ def load_elsewhere(target, path, directory):
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
     env.update(KERAS_BACKEND=target, TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run(
-        [sys.executable, "-c", LOAD, path, str(directory / "inputs.npy"), out],
+        [sys.executable, "-c", LOAD, path, str(directory / "quantized.keras"),
+         str(directory / "inputs.npy"), out],
         capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    return np.load(out), json.loads(result.stdout.split("MUS", 1)[1])
+    return (np.load(out), json.loads(result.stdout.split("MUS", 1)[1]),
+            np.load(out + ".quantized.npy"))
 
 
 @pytest.mark.parametrize("target", BACKENDS)
 def test_a_saved_file_loads_under_every_backend(saved, target):
     directory, path, predictions, mus = saved
     if target == BACKEND:
-        loaded, loaded_mus = load_here(path, np.load(directory / "inputs.npy"))
+        inputs = np.load(directory / "inputs.npy")
+        loaded, loaded_mus = load_here(path, inputs)
+        quantized = load_here(str(directory / "quantized.keras"), inputs)[0]
     else:
-        loaded, loaded_mus = load_elsewhere(target, path, directory)
+        loaded, loaded_mus, quantized = load_elsewhere(target, path, directory)
     assert loaded_mus == mus  # float32 values that are exact in binary
     scale = np.abs(predictions).max()
     np.testing.assert_allclose(loaded, predictions, rtol=0, atol=1e-6 * scale)
+    np.testing.assert_allclose(quantized, predictions, rtol=0, atol=1e-6 * scale)

@@ -57,12 +57,7 @@ def describe(plain, model):
     folded in) and `binary_kernel` (it copies a quantized layer of `model`).
 
     Raises `NotRebuildable` naming the first layer the rebuild does not know."""
-    # Layers whose kernel is +-1: quantized by a sign (a kernel quantized otherwise, or
-    # not at all, is copied as the float kernel it is).
-    quantized = {layer.name for layer in model.layers
-                 if isinstance(layer, quant_layers._Quantized) and isinstance(
-                     getattr(layer, layer._quantizer_arg),
-                     (quantizers.AdaSTE, quantizers.SteSign))}
+    quantized = {layer.name for layer in model.layers if _has_binary_kernel(layer)}
     sign_input = {}  # name of a BinarySign layer -> the name of its input
     described = []
     for layer in plain.operations:
@@ -95,6 +90,18 @@ def describe(plain, model):
             binary_input=binary_input, binary_kernel=layer.name in quantized))
     return dict(layers=described, output=plain.outputs[0]._keras_history.operation.name,
                 name=model.name)
+
+
+def _has_binary_kernel(layer):
+    """Whether a layer's kernel is +-1: quantized by a sign, or stored +-1 by
+    `quantize` (a kernel quantized otherwise, or not at all, is copied as the float
+    kernel it is)."""
+    if not isinstance(layer, quant_layers._Quantized):
+        return False
+    if layer.quantization_mode is not None:
+        return bool(np.all(np.abs(ops.convert_to_numpy(layer.served_kernel())) == 1))
+    return isinstance(getattr(layer, layer._quantizer_arg),
+                      (quantizers.AdaSTE, quantizers.SteSign))
 
 
 def _input_tensors(layer):

@@ -68,8 +68,19 @@ def _inputs_and_reference(what, model, weights, samples, num_samples, seed, tole
     require()
     tolerance = check.DEFAULT_TOLERANCE if tolerance is None else tolerance
     x = check.sample_inputs(input_shape, samples, num_samples, seed)
-    reference = np.asarray(model.predict(x, batch_size=256, verbose=0), np.float32)
+    reference = np.asarray(_reference_model(model).predict(x, batch_size=256, verbose=0),
+                           np.float32)
     return x, reference, tolerance
+
+
+def _reference_model(model):
+    """The model a file must match: `model`, or where a layer runs Keras's int8 Dense call
+    (which rounds the activations to int8), its plain copy: files compute in float with
+    the same stored -1/+1 kernels, exactly the network before `quantize`."""
+    if any(isinstance(layer, keras.layers.Dense) and layer.quantization_mode == "int8"
+           for layer in model._flatten_layers()):
+        return plain_model(model)
+    return model
 
 
 def _check_arguments(model, weights, what="to_tflite"):
@@ -131,7 +142,8 @@ def to_tflite(
     fail the check. `weights="int8"` then stores every binary weight tensor as
     int8 +-1 with that scale and a `DEQUANTIZE` op (about 4x smaller, outputs of the
     float32 file). The file is written, run by LiteRT's interpreter on the samples and
-    compared with the original model's `predict` on its own backend.
+    compared with the original model's `predict` on its own backend (with the float
+    network it stands for after `model.quantize("int8")`: `plain_model`).
 
     # Arguments
         model: a built Keras 3 model with one input (shape known but for the batch

@@ -27,6 +27,7 @@ from keras import ops
 from keras_bilevel.keras3 import constraints, quantizers
 from keras_bilevel.keras3.backends import current as backend
 from keras_bilevel.keras3.dense_product import dense_product
+from keras_bilevel.keras3.keras_quantization import ConvQuantization, KerasQuantization
 
 __all__ = ["QuantDense", "QuantConv1D", "QuantConv2D", "QuantDepthwiseConv2D"]
 
@@ -39,13 +40,14 @@ def _apply(quantizer, x, training):
     return quantizer(x)
 
 
-class _Quantized:
+class _Quantized(KerasQuantization):
     """Larq's quantizer arguments on top of a Keras 3 layer (a mixin placed first).
 
     Subclasses name the quantizer argument (`_quantizer_arg`), the constraint argument
     that also takes `"weight_clip"` (`_constraint_arg`) and the latent kernel variable
     (`_latent_kernel`), and compute their outputs from `_quantized_inputs` and
-    `_quantized_kernel`.
+    `_quantized_kernel`. Keras's `quantize` works on them as
+    `keras_bilevel.keras3.keras_quantization` describes.
     """
 
     _quantizer_arg = "kernel_quantizer"
@@ -60,10 +62,15 @@ class _Quantized:
         # Keras tracks them (AdaSTE's mu is saved with the layer).
         self.input_quantizer = quantizers.get(input_quantizer)
         setattr(self, self._quantizer_arg, quantizers.get(quantizer))
+        self._refuse_quantized_policy()
 
     def build(self, input_shape):
+        self._refuse_quantized_policy()
         super().build(input_shape)
-        quantizers.mark_binary(self._latent_kernel, getattr(self, self._quantizer_arg))
+        if self.quantization_mode is None:
+            quantizers.mark_binary(self._latent_kernel, getattr(self, self._quantizer_arg))
+        else:  # a served layer (a quantized file being loaded): no latent kernel
+            self._build_quantized_kernel()
 
     def _quantized_inputs(self, inputs, training):
         return _apply(self.input_quantizer, inputs, training)
@@ -114,8 +121,12 @@ class QuantDense(_Quantized, keras.layers.Dense):
         outputs = dense_product(self._quantized_inputs(inputs, training), kernel)
         return self._bias_and_activation(outputs)
 
+    def _quantize_float_kernel(self, mode, config):
+        # No kernel quantizer: a float Dense, quantized as Keras quantizes Dense.
+        return keras.layers.Dense.quantize(self, mode, type_check=False, config=config)
 
-class _QuantConv(_Quantized):
+
+class _QuantConv(ConvQuantization, _Quantized):
     @property
     def _latent_kernel(self):
         return self._kernel
@@ -123,16 +134,17 @@ class _QuantConv(_Quantized):
     def call(self, inputs, training=None):
         kernel = self._quantized_kernel(self.kernel, training)
         inputs = self._quantized_inputs(inputs, training)
+        return self._bias_and_activation(self._convolve(inputs, kernel))
+
+    def _convolve(self, inputs, kernel):
         if self.padding == "causal":
             # As Keras's Conv1D: zeros on the left (after the input quantizer), then a
             # "valid" convolution, so that output t sees inputs up to t only.
-            outputs = ops.conv(ops.pad(inputs, self._compute_causal_padding()), kernel,
-                               strides=list(self.strides), padding="valid",
-                               dilation_rate=self.dilation_rate,
-                               data_format=self.data_format)
-        else:
-            outputs = backend.convolution(self, inputs, kernel)
-        return self._bias_and_activation(outputs)
+            return ops.conv(ops.pad(inputs, self._compute_causal_padding()), kernel,
+                            strides=list(self.strides), padding="valid",
+                            dilation_rate=self.dilation_rate,
+                            data_format=self.data_format)
+        return backend.convolution(self, inputs, kernel)
 
 
 @keras.saving.register_keras_serializable(package="keras_bilevel")
@@ -156,7 +168,7 @@ class QuantConv2D(_QuantConv, keras.layers.Conv2D):
 
 
 @keras.saving.register_keras_serializable(package="keras_bilevel")
-class QuantDepthwiseConv2D(_Quantized, keras.layers.DepthwiseConv2D):
+class QuantDepthwiseConv2D(ConvQuantization, _Quantized, keras.layers.DepthwiseConv2D):
     """`keras.layers.DepthwiseConv2D` with a quantized depthwise kernel.
 
     As in Larq, the kernel's quantizer is `depthwise_quantizer` and its constraint
@@ -172,6 +184,8 @@ class QuantDepthwiseConv2D(_Quantized, keras.layers.DepthwiseConv2D):
 
     _quantizer_arg = "depthwise_quantizer"
     _constraint_arg = "depthwise_constraint"
+    _kernel_attr = "kernel"
+    _output_axes = 2
 
     @property
     def depthwise_kernel(self):
@@ -183,12 +197,16 @@ class QuantDepthwiseConv2D(_Quantized, keras.layers.DepthwiseConv2D):
         return self.kernel
 
     def call(self, inputs, training=None):
-        outputs = ops.depthwise_conv(
-            self._quantized_inputs(inputs, training),
-            self._quantized_kernel(self.kernel, training),
+        kernel = self._quantized_kernel(self.kernel, training)
+        return self._bias_and_activation(
+            self._convolve(self._quantized_inputs(inputs, training), kernel))
+
+    def _convolve(self, inputs, kernel):
+        return ops.depthwise_conv(
+            inputs,
+            kernel,
             strides=self.strides,
             padding=self.padding,
             dilation_rate=self.dilation_rate,
             data_format=self.data_format,
         )
-        return self._bias_and_activation(outputs)

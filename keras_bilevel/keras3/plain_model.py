@@ -61,6 +61,10 @@ def _plain_layer(layer):
     config.pop("input_quantizer", None)
     config.pop(layer._quantizer_arg, None)
     config[layer._constraint_arg] = None
+    if layer.quantization_mode is not None:
+        # A quantized layer becomes the float layer it was quantized from.
+        config["dtype"] = layer.dtype_policy.name.split("_from_", 1)[1]
+        config.pop("quantization_config", None)
     return base.from_config(config)
 
 
@@ -86,7 +90,10 @@ def plain_model(model):
     `input_quantizer` (`"ste_sign"`, `"ada_ste"`) becomes a `BinarySign` layer named
     `<layer>_input_sign` before it. The copy computes what `model` computes with
     `training=False`, has no quantizer, constraint or `mu`, and loads without
-    keras_bilevel objects other than `BinarySign`.
+    keras_bilevel objects other than `BinarySign`. A layer that `quantize("int8")` or
+    `"int4"` stored (`keras_bilevel.keras3.keras_quantization`) becomes the float layer
+    holding its stored kernel `k / s` (+-1 again): the copy computes in float, without
+    the int8 rounding of activations of Keras's quantized Dense call.
 
     # Arguments
         model: a built functional or Sequential Keras 3 model with one input.
@@ -138,6 +145,9 @@ def plain_model(model):
 
 def _inference_weights(layer):
     """The weights of `layer` with its latent kernel replaced by the quantized one."""
+    if isinstance(layer, quant_layers._Quantized) and layer.quantization_mode is not None:
+        bias = [] if layer.bias is None else [ops.convert_to_numpy(layer.bias)]
+        return [ops.convert_to_numpy(layer.served_kernel()), *bias]
     values = [ops.convert_to_numpy(variable) for variable in layer.weights]
     if isinstance(layer, quant_layers._Quantized):
         latent = layer._latent_kernel

@@ -39,6 +39,11 @@ class _Quantizer(keras.layers.Layer):
         super().__init__(**kwargs)
         self.built = True
 
+    def quantize(self, mode=None, type_check=True, config=None):
+        """Nothing to store: the layer applying a quantizer quantizes its own kernel
+        (`keras_bilevel.keras3.keras_quantization`), so `model.quantize` passes here
+        without a warning."""
+
     @property
     def weights(self):
         # A quantizer's variables (AdaSTE's mu) are state, not parameters: they stay in
