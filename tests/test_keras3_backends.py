@@ -20,8 +20,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # training that use them.
 SUITES = {"jax": ["tests_keras3/test_dense_product.py", "tests_keras3/test_layers.py",
                   "tests_keras3/test_training.py",
-                  # LCE export needs the Larq stack, which `.[jax]` does not install.
-                  "tests_keras3/test_lce_export.py"],
+                  # LCE export needs the Larq stack, and the export formats TensorFlow
+                  # and OpenVINO, which `.[jax]` does not install.
+                  "tests_keras3/test_lce_export.py", "tests_keras3/test_keras_export.py"],
           "tensorflow": ["tests_keras3"], "torch": ["tests_keras3"]}
 
 

@@ -13,10 +13,17 @@ import pytest
 from keras_bilevel.keras3 import export, layers
 from keras_bilevel.core import stacks  # noqa: I001
 from keras_bilevel.export import ExportError
+from tests_keras3.conftest import BACKEND
 
 pytestmark = pytest.mark.skipif(
     stacks.missing_lce_message("to_lce") is not None,
     reason=str(stacks.missing_lce_message("to_lce")))
+
+
+# The Larq process's check does not depend on the backend that described the model: its
+# cases run from one backend; the route from every backend is the fully binary CNN's test.
+on_one_backend = pytest.mark.skipif(
+    BACKEND != "tensorflow", reason="backend-independent check, run under TensorFlow")
 
 
 def _binary(kind, units, name, binary_input=True, **kwargs):
@@ -73,6 +80,7 @@ def test_a_fully_binary_cnn_runs_its_convolutions_in_binary(vgg_style, tmp_path)
     assert (tmp_path / "cnn.tflite").stat().st_size == report.size_bytes
 
 
+@on_one_backend
 def test_a_fully_binary_mlp_has_no_binary_dense_op_in_lce(tmp_path):
     """LCE 0.16 has no binary fully connected op: the dense layers stay float (int8
     storage with weights="int8"), the file says so and still checks."""
@@ -85,6 +93,7 @@ def test_a_fully_binary_mlp_has_no_binary_dense_op_in_lce(tmp_path):
     assert report.max_rel_diff <= report.tolerance
 
 
+@on_one_backend
 def test_a_planted_flipped_weight_is_caught_and_named(vgg_style, tmp_path):
     with pytest.raises(ExportError) as error:
         export._to_lce(vgg_style, tmp_path / "bad.tflite", "float32", samples=None,
