@@ -1,9 +1,9 @@
 """Fixtures for the Keras 3 tests, which run under the backend named by KERAS_BACKEND.
 
 Run one backend per process (Keras reads the backend once, at import):
-`KERAS_BACKEND=jax python -m pytest tests_keras3`. The main test run does this for every
-backend (`tests/test_keras3_backends.py`). Nothing here may import keras_bilevel's Larq
-front end (the package top level, TensorFlow in Keras 2 mode, Larq).
+`KERAS_BACKEND=jax python -m pytest tests_keras3`. The main test run does this for
+every backend (`tests/test_keras3_suite_*.py`). Nothing here may import keras_bilevel's
+Larq front end (the package top level, TensorFlow in Keras 2 mode, Larq).
 """
 
 import os

@@ -79,5 +79,21 @@ def test_a_missing_package_is_named(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "openvino" else real(name, *a))
-    with pytest.raises(ImportError, match="pip install openvino$"):
+    with pytest.raises(ImportError, match="needs openvino.*Fix: pip install openvino"):
         keras_export.check_route("openvino")
+
+
+# The route of each backend that `model.export` takes on the model itself, quantizers and all.
+DIRECT = {"jax": "tf_saved_model", "tensorflow": "litert", "torch": "torch"}
+
+
+def test_model_export_itself_writes_what_predict_computes(tmp_path):
+    format = DIRECT[BACKEND]
+    if route(format) is not None:
+        pytest.skip(str(route(format)))
+    model = binary_model()
+    x = np.random.default_rng(1).normal(size=(8, 6, 6, 2)).astype(np.float32)
+    path = str(tmp_path / f"model{SUFFIX[format]}")
+    model.export(path, format=format, verbose=False)
+    np.testing.assert_allclose(keras_export._RUNNERS[format](path, x),
+                               model.predict(x, verbose=0), rtol=0, atol=1e-5)

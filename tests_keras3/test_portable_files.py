@@ -4,7 +4,7 @@ predictions and the same mu; so does the file of the same model after
 
 Each backend's run saves a model and loads it back under all three backends (the other two
 in subprocesses: Keras reads the backend once per process), so the three runs of
-`tests/test_keras3_backends.py` together test every ordered pair.
+`tests/test_keras3_suite_*.py` together test every ordered pair.
 """
 
 import importlib.util

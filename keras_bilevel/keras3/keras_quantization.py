@@ -43,6 +43,13 @@ SERVING_MODES = ("int8", "int4")
 """The Keras quantization modes that store a -1/+1 kernel exactly."""
 
 
+def _name(quantizer):
+    """How an error names a quantizer: its class (a layer) or the callable itself."""
+    if isinstance(quantizer, keras.layers.Layer):
+        return type(quantizer).__name__
+    return getattr(quantizer, "__name__", repr(quantizer))
+
+
 def _int4_columns(width):
     """The packed length of a last axis of `width` int4 values (two per byte)."""
     return (width + 1) // 2
@@ -66,7 +73,7 @@ class KerasQuantization:
             raise ValueError(
                 f"{type(self).__name__} {self.name!r}: dtype policy "
                 f"{self.dtype_policy.name!r} runs Keras's {mode} path, which would skip "
-                f"{self._quantizer_arg}={quantizer!r}. Fix: build and train the layer with a "
+                f"{self._quantizer_arg}={_name(quantizer)}. Fix: build and train the layer with a "
                 f"float policy, then call `quantize({mode!r})` to store its kernel in {mode}."
             )
 
@@ -103,7 +110,7 @@ class KerasQuantization:
         if mode not in SERVING_MODES:
             raise ValueError(
                 f"{type(self).__name__} {self.name!r} has a binary kernel "
-                f"({self._quantizer_arg}={quantizer!r}); quantization mode {mode!r} is "
+                f"({self._quantizer_arg}={_name(quantizer)}); quantization mode {mode!r} is "
                 f"meant for float kernels. Fix: use one of {SERVING_MODES}, which store "
                 "its -1/+1 kernel exactly."
             )
@@ -132,7 +139,7 @@ class KerasQuantization:
         if not np.all(np.abs(kernel) == 1.0):
             other = kernel[np.abs(kernel) != 1.0].flat[0]
             raise ValueError(
-                f"{type(self).__name__} {self.name!r}: {self._quantizer_arg}={quantizer!r} "
+                f"{type(self).__name__} {self.name!r}: {self._quantizer_arg}={_name(quantizer)} "
                 f"gives values other than -1 and +1 at inference (for example {other}), so "
                 "the kernel is not binary and cannot be stored exactly with a unit scale."
             )

@@ -14,45 +14,25 @@ leave out, as Keras does with seeds and metric accumulators.
 import keras
 from keras import ops
 
-from keras_bilevel.core.arguments import check_adaste_arguments, check_number
+from keras_bilevel.core.arguments import check_adaste_arguments
 from keras_bilevel.keras3 import formulas
-from keras_bilevel.keras3.backends import current as backend
 from keras_bilevel.keras3.distribution import replica_sum
+from keras_bilevel.keras3 import larq_quantizers
+from keras_bilevel.keras3.larq_quantizers import (  # noqa: F401  (exported, as in Larq)
+    ApproxSign, DoReFa, DoReFaQuantizer, MagnitudeAwareSign, NoOp, NoOpQuantizer,
+    SteHeaviside, SteTern, SwishSign)
+from keras_bilevel.keras3.quantizer_base import Quantizer, quantizer_input as _tensor
 
-__all__ = ["AdaSTE", "SteSign", "get", "serialize", "is_binary_variable", "mark_binary"]
+__all__ = ["AdaSTE", "SteSign", "ApproxSign", "SwishSign", "SteHeaviside",
+           "MagnitudeAwareSign", "SteTern", "DoReFa", "NoOp", "DoReFaQuantizer",
+           "NoOpQuantizer", "Quantizer", "get", "serialize", "is_binary_variable",
+           "mark_binary"]
 
 _PACKAGE = "keras_bilevel"
 
 
-def _tensor(x):
-    """x as a tensor a custom gradient may take (`backends.current.quantizer_input`)."""
-    return backend.quantizer_input(x)
-
-
-class _Quantizer(keras.layers.Layer):
-    """A quantizer layer: no autocast (the math casts), built at once, no weights."""
-
-    def __init__(self, **kwargs):
-        # Keep the dtype of the latent weights as they are read (float16 inside a
-        # mixed_float16 layer): the math runs in float32 and casts back to it.
-        kwargs.setdefault("autocast", False)
-        super().__init__(**kwargs)
-        self.built = True
-
-    def quantize(self, mode=None, type_check=True, config=None):
-        """Nothing to store: the layer applying a quantizer quantizes its own kernel
-        (`keras_bilevel.keras3.keras_quantization`), so `model.quantize` passes here
-        without a warning."""
-
-    @property
-    def weights(self):
-        # A quantizer's variables (AdaSTE's mu) are state, not parameters: they stay in
-        # `variables` (what compiled steps receive and `.keras` files save) only.
-        return []
-
-
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class AdaSTE(_Quantizer):
+class AdaSTE(Quantizer):
     r"""Binary kernel quantizer trained with AdaSTE, the adaptive straight-through estimator.
 
     The Keras 3 twin of `keras_bilevel.AdaSTE` (the Larq quantizer): same arguments, same
@@ -214,7 +194,7 @@ class AdaSTE(_Quantizer):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class SteSign(_Quantizer):
+class SteSign(Quantizer):
     r"""Sign with the straight-through estimator, as `larq.quantizers.SteSign`.
 
     \\[ q(x) = \mathrm{sgn}(x), \qquad
@@ -230,30 +210,18 @@ class SteSign(_Quantizer):
         ```
 
     # Arguments
-        clip_value: the gradient is passed where |x| <= clip_value (> 0).
+        clip_value: the gradient is passed where |x| <= clip_value (> 0), or
+            everywhere with None.
     """
 
     precision = 1
 
     def __init__(self, clip_value=1.0, **kwargs):
-        check_number("SteSign", "clip_value", clip_value, lambda v: v > 0, "> 0")
         super().__init__(**kwargs)
-        self.clip_value = float(clip_value)
+        self.clip_value = larq_quantizers.checked_clip_value("SteSign", clip_value)
 
     def call(self, inputs, training=None):
-        clip_value = self.clip_value
-
-        @ops.custom_gradient
-        def _ste_sign(x):
-            def grad(*args, upstream=None):
-                if upstream is None:
-                    (upstream,) = args
-                passed = ops.abs(x) <= clip_value
-                return ops.where(passed, upstream, ops.zeros_like(upstream))
-
-            return formulas.sign(x), grad
-
-        return _ste_sign(_tensor(inputs))
+        return larq_quantizers.ste_sign(inputs, self.clip_value)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -262,7 +230,7 @@ class SteSign(_Quantizer):
         return {**super().get_config(), "clip_value": self.clip_value}
 
 
-_ALIASES = {"ada_ste": AdaSTE, "ste_sign": SteSign}
+_ALIASES = {"ada_ste": AdaSTE, "ste_sign": SteSign, **larq_quantizers.ALIASES}
 
 
 def get(identifier):

@@ -1,15 +1,15 @@
-"""Runs the Keras 3 test suite (`tests_keras3/`) per backend, each in its own process.
+"""Runs the Keras 3 test suite (`tests_keras3/`) under one backend, in its own process.
 
 Keras reads `KERAS_BACKEND` once, at import, so every backend needs a fresh interpreter;
 `TF_USE_LEGACY_KERAS` is removed from the environment (it is the Larq front end's
-setting, and the Keras 3 front end must not need it).
+setting, and the Keras 3 front end must not need it). One test file per backend
+(`test_keras3_suite_*.py`), so that the main run's workers take them in parallel.
 """
 
 import os
 import subprocess
 import sys
 
-import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -26,8 +26,8 @@ SUITES = {"jax": ["tests_keras3/test_dense_product.py", "tests_keras3/test_layer
           "tensorflow": ["tests_keras3"], "torch": ["tests_keras3"]}
 
 
-@pytest.mark.parametrize("backend", ["jax", "tensorflow", "torch"])
-def test_keras3_suite(backend):
+def run_suite(backend):
+    """Run `SUITES[backend]` under `backend` in a fresh interpreter; fail with its output."""
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
     env.update(KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(
