@@ -3,7 +3,9 @@
 Keras reads `KERAS_BACKEND` once, at import, so every backend needs a fresh interpreter;
 `TF_USE_LEGACY_KERAS` is removed from the environment (it is the Larq front end's
 setting, and the Keras 3 front end must not need it). One test file per backend
-(`test_keras3_suite_*.py`), so that the main run's workers take them in parallel.
+(`test_keras3_suite_*.py`), so that the main run's workers take them in parallel; each
+suite runs on two workers of its own, so that one left running at the end of the main
+run still uses both cores.
 """
 
 import os
@@ -32,7 +34,7 @@ def run_suite(backend):
     env.update(KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(
         [sys.executable, "-m", "pytest", *SUITES[backend], "-q", "-m", "not slow",
-         "-p", "no:cacheprovider"],
+         "-p", "no:cacheprovider", "-n", "2", "--dist", "loadfile"],
         capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"tests_keras3 failed under {backend}:\n{output[-6000:]}"

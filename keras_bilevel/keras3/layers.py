@@ -1,9 +1,10 @@
 """Quantized layers for Keras 3 (every backend), with Larq's argument names.
 
-`QuantDense`, `QuantConv1D`, `QuantConv2D` and `QuantDepthwiseConv2D` are the Keras 3
-layers of the same base name plus Larq's quantizer arguments: `kernel_quantizer` (or
-`depthwise_quantizer`) applied to the latent kernel, and `input_quantizer` applied to the
-inputs (for fully binary layers). Every argument of the Keras 3 base layer works as
+`QuantDense`, `QuantConv1D`, `QuantConv2D`, `QuantConv3D`, `QuantDepthwiseConv2D`,
+`QuantConv2DTranspose` and `QuantConv3DTranspose` are the Keras 3 layers of the same base
+name plus Larq's quantizer arguments: `kernel_quantizer` (or `depthwise_quantizer`)
+applied to the latent kernel, and `input_quantizer` applied to the inputs (for fully
+binary layers); the convolutions also take Larq's `pad_values`. Every argument of the Keras 3 base layer works as
 there, and `kernel_constraint` also takes `"weight_clip"`, so a Larq model ports by
 changing its imports. This module only plumbs: the quantizers live in
 `keras_bilevel.keras3.quantizers`. It imports neither TensorFlow nor Larq.
@@ -24,12 +25,14 @@ changing its imports. This module only plumbs: the quantizers live in
 import keras
 from keras import ops
 
+from keras_bilevel.core.conv_padding import same_padding
 from keras_bilevel.keras3 import constraints, quantizers
 from keras_bilevel.keras3.backends import current as backend
 from keras_bilevel.keras3.dense_product import dense_product
 from keras_bilevel.keras3.keras_quantization import ConvQuantization, KerasQuantization
 
-__all__ = ["QuantDense", "QuantConv1D", "QuantConv2D", "QuantDepthwiseConv2D"]
+__all__ = ["QuantDense", "QuantConv1D", "QuantConv2D", "QuantConv3D", "QuantDepthwiseConv2D",
+           "QuantConv2DTranspose", "QuantConv3DTranspose"]
 
 
 def _apply(quantizer, x, training):
@@ -44,9 +47,9 @@ class _Quantized(KerasQuantization):
     """Larq's quantizer arguments on top of a Keras 3 layer (a mixin placed first).
 
     Subclasses name the quantizer argument (`_quantizer_arg`), the constraint argument
-    that also takes `"weight_clip"` (`_constraint_arg`) and the latent kernel variable
-    (`_latent_kernel`), and compute their outputs from `_quantized_inputs` and
-    `_quantized_kernel`. Keras's `quantize` works on them as
+    that also takes `"weight_clip"` (`_constraint_arg`) and the attribute holding the
+    latent kernel variable (`_kernel_attr`), and compute their outputs from
+    `_quantized_inputs` and `_quantized_kernel`. Keras's `quantize` works on them as
     `keras_bilevel.keras3.keras_quantization` describes.
     """
 
@@ -71,6 +74,10 @@ class _Quantized(KerasQuantization):
             quantizers.mark_binary(self._latent_kernel, getattr(self, self._quantizer_arg))
         else:  # a served layer (a quantized file being loaded): no latent kernel
             self._build_quantized_kernel()
+
+    @property
+    def _latent_kernel(self):
+        return getattr(self, self._kernel_attr)
 
     def _quantized_inputs(self, inputs, training):
         return _apply(self.input_quantizer, inputs, training)
@@ -112,10 +119,6 @@ class QuantDense(_Quantized, keras.layers.Dense):
         kernel_constraint: any Keras constraint, or `"weight_clip"`.
     """
 
-    @property
-    def _latent_kernel(self):
-        return self._kernel
-
     def call(self, inputs, training=None):
         kernel = self._quantized_kernel(self.kernel, training)
         outputs = dense_product(self._quantized_inputs(inputs, training), kernel)
@@ -126,17 +129,55 @@ class QuantDense(_Quantized, keras.layers.Dense):
         return keras.layers.Dense.quantize(self, mode, type_check=False, config=config)
 
 
-class _QuantConv(ConvQuantization, _Quantized):
-    @property
-    def _latent_kernel(self):
-        return self._kernel
+class _PadValues:
+    """Larq's `pad_values`: a "same" convolution padded with this value, not zeros (a
+    mixin placed before the Keras convolution)."""
+
+    def __init__(self, *args, pad_values=0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pad_values = float(pad_values)
+        if self.padding == "causal" and self.pad_values != 0.0:
+            raise ValueError(
+                f"{type(self).__name__}: causal padding pads with zeros; pad_values="
+                f"{self.pad_values} needs padding='same' (as in Larq).")
+
+    def _padded_with_values(self, inputs):
+        """The inputs padded as "same" pads them, with `pad_values` (then convolve
+        "valid"), or None where the padding is Keras's own."""
+        if self.padding != "same" or self.pad_values == 0.0:
+            return None
+        first = 1 if self.data_format == "channels_last" else 2
+        sizes = tuple(inputs.shape[first:first + len(self.kernel_size)])
+        if None in sizes:
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r}: pad_values={self.pad_values} needs "
+                f"the input's spatial size, got {tuple(inputs.shape)}. Fix: give "
+                "keras.Input a fixed shape.")
+        padding = [same_padding(size, k, s, d) for size, k, s, d in zip(
+            sizes, self.kernel_size, self.strides, self.dilation_rate)]
+        padding = ([(0, 0), *padding, (0, 0)] if first == 1
+                   else [(0, 0), (0, 0), *padding])
+        return ops.pad(inputs, padding, constant_values=self.pad_values)
+
+    def get_config(self):
+        return {**super().get_config(), "pad_values": self.pad_values}
+
+
+class _Convolution(ConvQuantization, _Quantized):
+    """A quantized convolution: the subclass computes `_convolve(inputs, kernel)`."""
 
     def call(self, inputs, training=None):
         kernel = self._quantized_kernel(self.kernel, training)
         inputs = self._quantized_inputs(inputs, training)
         return self._bias_and_activation(self._convolve(inputs, kernel))
 
+
+class _QuantConv(_Convolution, _PadValues):
     def _convolve(self, inputs, kernel):
+        padded = self._padded_with_values(inputs)
+        if padded is not None:
+            return ops.conv(padded, kernel, strides=list(self.strides), padding="valid",
+                            dilation_rate=self.dilation_rate, data_format=self.data_format)
         if self.padding == "causal":
             # As Keras's Conv1D: zeros on the left (after the input quantizer), then a
             # "valid" convolution, so that output t sees inputs up to t only.
@@ -153,7 +194,8 @@ class QuantConv1D(_QuantConv, keras.layers.Conv1D):
 
     # Arguments
         filters, kernel_size: as in `keras.layers.Conv1D` (and every other argument).
-        input_quantizer, kernel_quantizer, kernel_constraint: as in `QuantDense`.
+        input_quantizer, kernel_quantizer, kernel_constraint, pad_values: as in
+            `QuantConv2D`.
     """
 
 
@@ -164,11 +206,23 @@ class QuantConv2D(_QuantConv, keras.layers.Conv2D):
     # Arguments
         filters, kernel_size: as in `keras.layers.Conv2D` (and every other argument).
         input_quantizer, kernel_quantizer, kernel_constraint: as in `QuantDense`.
+        pad_values: the value "same" padding pads with (0: Keras's own padding).
     """
 
 
 @keras.saving.register_keras_serializable(package="keras_bilevel")
-class QuantDepthwiseConv2D(ConvQuantization, _Quantized, keras.layers.DepthwiseConv2D):
+class QuantConv3D(_QuantConv, keras.layers.Conv3D):
+    """`keras.layers.Conv3D` with a quantized kernel and optionally quantized inputs.
+
+    # Arguments
+        filters, kernel_size: as in `keras.layers.Conv3D` (and every other argument).
+        input_quantizer, kernel_quantizer, kernel_constraint, pad_values: as in
+            `QuantConv2D`.
+    """
+
+
+@keras.saving.register_keras_serializable(package="keras_bilevel")
+class QuantDepthwiseConv2D(_Convolution, _PadValues, keras.layers.DepthwiseConv2D):
     """`keras.layers.DepthwiseConv2D` with a quantized depthwise kernel.
 
     As in Larq, the kernel's quantizer is `depthwise_quantizer` and its constraint
@@ -180,6 +234,7 @@ class QuantDepthwiseConv2D(ConvQuantization, _Quantized, keras.layers.DepthwiseC
         input_quantizer: applied to the inputs, as in `QuantDense`.
         depthwise_quantizer: applied to the latent depthwise kernel.
         depthwise_constraint: any Keras constraint, or `"weight_clip"`.
+        pad_values: as in `QuantConv2D`.
     """
 
     _quantizer_arg = "depthwise_quantizer"
@@ -192,21 +247,48 @@ class QuantDepthwiseConv2D(ConvQuantization, _Quantized, keras.layers.DepthwiseC
         """The latent depthwise kernel (the variable Keras 3 names `kernel`)."""
         return self.kernel
 
-    @property
-    def _latent_kernel(self):
-        return self.kernel
-
-    def call(self, inputs, training=None):
-        kernel = self._quantized_kernel(self.kernel, training)
-        return self._bias_and_activation(
-            self._convolve(self._quantized_inputs(inputs, training), kernel))
-
     def _convolve(self, inputs, kernel):
+        padded = self._padded_with_values(inputs)
         return ops.depthwise_conv(
-            inputs,
+            inputs if padded is None else padded,
             kernel,
             strides=self.strides,
-            padding=self.padding,
+            padding=self.padding if padded is None else "valid",
             dilation_rate=self.dilation_rate,
             data_format=self.data_format,
         )
+
+
+class _QuantConvTranspose(_Convolution):
+    _kernel_attr = "kernel"
+    _output_axes = 2  # the kernel is (..., filters, input channels)
+
+    def _convolve(self, inputs, kernel):
+        return ops.conv_transpose(
+            inputs, kernel, strides=list(self.strides), padding=self.padding,
+            output_padding=self.output_padding, dilation_rate=self.dilation_rate,
+            data_format=self.data_format)
+
+
+@keras.saving.register_keras_serializable(package="keras_bilevel")
+class QuantConv2DTranspose(_QuantConvTranspose, keras.layers.Conv2DTranspose):
+    """`keras.layers.Conv2DTranspose` with a quantized kernel and optionally quantized
+    inputs.
+
+    # Arguments
+        filters, kernel_size: as in `keras.layers.Conv2DTranspose` (and every other
+            argument).
+        input_quantizer, kernel_quantizer, kernel_constraint: as in `QuantDense`.
+    """
+
+
+@keras.saving.register_keras_serializable(package="keras_bilevel")
+class QuantConv3DTranspose(_QuantConvTranspose, keras.layers.Conv3DTranspose):
+    """`keras.layers.Conv3DTranspose` with a quantized kernel and optionally quantized
+    inputs.
+
+    # Arguments
+        filters, kernel_size: as in `keras.layers.Conv3DTranspose` (and every other
+            argument).
+        input_quantizer, kernel_quantizer, kernel_constraint: as in `QuantDense`.
+    """

@@ -24,7 +24,10 @@ _PLAIN_BASES = (
     keras.layers.Dense,
     keras.layers.Conv1D,
     keras.layers.Conv2D,
+    keras.layers.Conv3D,
     keras.layers.DepthwiseConv2D,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
 )
 
 @keras.saving.register_keras_serializable(package="keras_bilevel")
@@ -58,6 +61,11 @@ def _plain_layer(layer):
     """The plain Keras 3 layer computing what quantized `layer` computes at inference."""
     base = next(cls for cls in _PLAIN_BASES if isinstance(layer, cls))
     config = layer.get_config()
+    if config.pop("pad_values", 0.0) != 0.0:
+        raise ValueError(
+            f"plain_model: layer {layer.name!r} pads with pad_values="
+            f"{layer.pad_values}, which no plain Keras layer does, so no export takes it "
+            "yet. Fix: train it with pad_values=0 to export it.")
     config.pop("input_quantizer", None)
     config.pop(layer._quantizer_arg, None)
     config[layer._constraint_arg] = None
@@ -102,8 +110,8 @@ def plain_model(model):
         A functional `keras.Model` on the same backend.
 
     # Raises
-        ValueError: a nested model holds quantized layers, or an input quantizer is not
-            a sign at inference.
+        ValueError: a nested model holds quantized layers, an input quantizer is not
+            a sign at inference, or a layer pads with `pad_values` other than 0.
     """
     if not isinstance(model, keras.Model) or not model.built or not model.inputs:
         raise ValueError(
