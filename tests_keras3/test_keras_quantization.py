@@ -15,12 +15,9 @@ from keras import ops
 from keras_bilevel.keras3 import export, layers
 from keras_bilevel.keras3.plain_model import plain_model
 from tests_keras3.conftest import BACKEND
+from tests_keras3.test_layers import sign
 
 RNG = np.random.default_rng(3)
-
-
-def sign(x):
-    return np.where(x >= 0, 1.0, -1.0).astype(np.float32)
 
 
 def stored_kernel(layer, mode):
